@@ -130,32 +130,34 @@ def restore(model: keras.Model, backup_dir: str | Path, state: dict) -> None:
 
 
 class ValidationRetrieval(keras.callbacks.Callback):
-    """Adds val R@1/5/10 (both directions) and val rsum to the epoch logs every ``every`` epochs.
+    """Adds val R@1/5/10 (both directions) and val rsum to the epoch logs.
 
-    Epochs without a measurement get NaN, so history.csv keeps the same columns. Also adds
-    ``stage`` and the global learning rate ``lr``.
+    Measured at the first epoch of each ``fit`` call (so CSVLogger, which takes its columns from
+    the first row, always has them), every ``every`` epochs and at the stage's last epoch; other
+    rows get "NA". Also adds ``stage`` and the global learning rate ``lr`` to every row.
     """
 
-    def __init__(self, encoders, split, stage: int, every: int, reid: bool):
+    def __init__(self, encoders, split, stage: int, every: int, reid: bool, last_epoch: int):
         super().__init__()
         self.encoders = encoders
         self.split = split
         self.stage = stage
         self.every = every
         self.reid = reid
+        self.last_epoch = last_epoch
+        self._first = True
 
     def on_epoch_end(self, epoch, logs=None):
-        from dpcnn.evaluation import validation_keys, validation_metrics
+        from dpcnn.evaluation import validation_metrics
 
         if logs is None:
             return
         logs["stage"] = self.stage
-        opt = self.model.optimizer
-        logs["lr"] = float(keras.ops.convert_to_numpy(opt.learning_rate))
-        if self.split is not None and self.every > 0 and (epoch + 1) % self.every == 0:
+        logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        due = self.every > 0 and ((epoch + 1) % self.every == 0 or epoch + 1 == self.last_epoch)
+        if self.split is not None and (self._first or due):
             values = validation_metrics(self.encoders, self.split, self.reid)
-            log.info("epoch %d validation: %s", epoch + 1,
+            log.info("stage %d epoch %d validation: %s", self.stage, epoch + 1,
                      ", ".join(f"{k[4:]} {v:.1f}" for k, v in values.items()))
-        else:
-            values = dict.fromkeys(validation_keys(self.reid), float("nan"))
-        logs.update(values)
+            logs.update(values)
+        self._first = False

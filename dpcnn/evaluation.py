@@ -67,8 +67,3 @@ def validation_metrics(encoders: Encoders, split: SplitArrays, reid: bool = Fals
     out["val_rsum"] = m["rsum"]
     return out
 
-
-def validation_keys(reid: bool) -> list[str]:
-    if reid:
-        return ["val_t2i_r1", "val_t2i_r5", "val_t2i_r10", "val_rsum"]
-    return [f"val_{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)] + ["val_rsum"]

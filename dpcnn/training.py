@@ -156,7 +156,7 @@ def run_stage(model: DualPath, data: PreparedData, cfg: Config, run: Path, stage
         last = first_epoch + 1 if skip else epochs
         dataset = make(train, cfg, first_epoch, last, skip_steps=skip, by_identity=by_identity(cfg))
         callbacks = [
-            cb.ValidationRetrieval(encoders, val, stage, cfg.train.validate_every, reid),
+            cb.ValidationRetrieval(encoders, val, stage, cfg.train.validate_every, reid, epochs),
             guard,
             keras.callbacks.CSVLogger(str(run / HISTORY), append=True),
             keras.callbacks.TensorBoard(str(run / "tb" / f"stage{stage}"), write_graph=False, update_freq="epoch"),
