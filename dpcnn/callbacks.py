@@ -155,7 +155,8 @@ class ValidationRetrieval(keras.callbacks.Callback):
         logs["stage"] = self.stage
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         due = self.every > 0 and ((epoch + 1) % self.every == 0 or epoch + 1 == self.last_epoch)
-        if self.split is not None and (self._first or due):
+        diverged = not math.isfinite(float(logs.get("loss", 0.0)))
+        if self.split is not None and (self._first or due) and not diverged:
             values = validation_metrics(self.encoders, self.split, self.reid)
             log.info("stage %d epoch %d validation: %s", self.stage, epoch + 1,
                      ", ".join(f"{k[4:]} {v:.1f}" for k, v in values.items()))

@@ -90,12 +90,15 @@ class MultiplierSGD(keras.optimizers.Optimizer):
 
 
 def piecewise_schedule(schedule: Schedule, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Global LR per epoch, ``((epochs, lr), ...)`` → a step-indexed piecewise-constant schedule."""
+    """Global LR per epoch, ``((epochs, lr), ...)`` → a step-indexed piecewise-constant schedule.
+
+    Step k (0-based optimiser iterations) of epoch e = k // steps_per_epoch uses that epoch's rate.
+    """
     boundaries, values, total = [], [], 0
     for epochs, lr in schedule:
         values.append(float(lr))
         total += int(epochs)
-        boundaries.append(total * steps_per_epoch)
+        boundaries.append(total * steps_per_epoch - 1)  # Keras switches *after* a boundary step
     boundaries = boundaries[:-1]
     if not boundaries:
         return keras.optimizers.schedules.PiecewiseConstantDecay([10**12], [values[0], values[0]])

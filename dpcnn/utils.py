@@ -42,7 +42,7 @@ def read_json(path: str | Path) -> Any:
 def setup_logging(level: int = logging.INFO) -> None:
     """Configure the ``dpcnn`` logger for command-line use (the library itself never configures logging)."""
     logger = logging.getLogger("dpcnn")
-    if not logger.handlers:
+    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)

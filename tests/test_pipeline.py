@@ -1,0 +1,160 @@
+"""tf.data pipelines: shapes, determinism, resume offsets, caption/label alignment, shifts, negatives."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dpcnn.config import apply_overrides
+from dpcnn.data import pipeline
+from dpcnn.data.prepared import SplitArrays
+
+
+def batches(ds, n):
+    return [{k: v.numpy() for k, v in b.items()} for b in ds.take(n)]
+
+
+def own_caption_rows(split: SplitArrays, image: int) -> list[tuple]:
+    return [tuple(t[t > 0]) for t, ci in zip(split.tokens, split.caption_image) if ci == image]
+
+
+def test_stage1_shapes_dtypes_and_alignment(tiny_cfg, tiny_data):
+    split = tiny_data.splits["train"]
+    (b,) = batches(pipeline.stage1_dataset(split, tiny_cfg, 0, 1), 1)
+    size, length, batch = tiny_cfg.data.image_size, tiny_cfg.data.max_len, tiny_cfg.train.batch_size
+    assert b["images"].shape == (batch, size, size, 3) and b["images"].dtype == np.float32
+    assert b["tokens"].shape == (batch, length) and b["tokens"].dtype == np.int32
+    assert b["labels"].shape == (batch,) and b["labels"].dtype == np.int32
+    assert 0 <= b["images"].min() and b["images"].max() <= 255
+    for tokens, label in zip(b["tokens"], b["labels"]):
+        image = int(np.flatnonzero(split.labels == label)[0])
+        assert tuple(tokens[tokens > 0]) in own_caption_rows(split, image)  # the caption is the image's own
+
+
+def test_batches_are_a_pure_function_of_seed_epoch_and_step(tiny_cfg, tiny_data):
+    split = tiny_data.splits["train"]
+    first = batches(pipeline.stage1_dataset(split, tiny_cfg, 0, 2), 8)
+    again = batches(pipeline.stage1_dataset(split, tiny_cfg, 0, 2), 8)
+    for a, b in zip(first, again):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    steps = pipeline.steps_per_epoch(split.num_images, tiny_cfg.train.batch_size)
+    resumed = batches(pipeline.stage1_dataset(split, tiny_cfg, 0, 2, skip_steps=2), 3)
+    for a, b in zip(first[2:5], resumed):
+        np.testing.assert_array_equal(a["images"], b["images"])
+        np.testing.assert_array_equal(a["tokens"], b["tokens"])
+    epoch1 = batches(pipeline.stage1_dataset(split, tiny_cfg, 1, 2), 1)[0]
+    np.testing.assert_array_equal(epoch1["labels"], first[steps]["labels"])
+    assert not np.array_equal(first[0]["labels"], first[steps]["labels"])  # a new order each epoch
+    other_seed = apply_overrides(tiny_cfg, ["train.seed=5"])
+    assert not np.array_equal(batches(pipeline.stage1_dataset(split, other_seed, 0, 1), 1)[0]["labels"],
+                              first[0]["labels"])
+
+
+def test_an_epoch_sees_every_training_image_once(tiny_cfg, tiny_data):
+    split = tiny_data.splits["train"]
+    steps = pipeline.steps_per_epoch(split.num_images, tiny_cfg.train.batch_size)
+    labels = np.concatenate([b["labels"] for b in batches(pipeline.stage1_dataset(split, tiny_cfg, 0, 1), steps)])
+    assert len(labels) == len(set(labels.tolist())) == steps * tiny_cfg.train.batch_size
+
+
+def test_shift_tokens_by_hand():
+    tokens = tf.constant([[5, 6, 7, 0, 0, 0], [9, 0, 0, 0, 0, 0]])
+    out = pipeline.shift_tokens(tokens, tf.constant([2, 5])).numpy()
+    np.testing.assert_array_equal(out, [[0, 0, 5, 6, 7, 0], [0, 0, 0, 0, 0, 9]])
+
+
+def test_random_starts_cover_exactly_the_valid_range():
+    length = 8
+    lengths = tf.constant([3] * 4000 + [8] * 10 + [1] * 4000)
+    u = tf.random.stateless_uniform([8010], seed=[1, 2])
+    starts = pipeline.random_starts(lengths, length, u).numpy()
+    assert set(starts[:4000]) == set(range(0, 6))  # L - len + 1 = 6 positions
+    assert set(starts[4000:4010]) == {0}
+    assert set(starts[4010:]) == set(range(0, 8))
+
+
+def test_crop_boxes_stay_inside_with_the_configured_aspect_and_size():
+    for i in range(200):
+        h, w = (200, 300) if i % 2 else (300, 120)
+        y0, x0, ch, cw = (int(v) for v in pipeline.random_crop_box(
+            h, w, tf.constant([i, 7], tf.int64), (0.8, 1.0), (0.75, 4 / 3)))
+        assert 0 <= y0 and 0 <= x0 and y0 + ch <= h and x0 + cw <= w
+        aspect = cw / ch
+        assert 0.75 - 0.02 <= aspect <= 4 / 3 + 0.02
+        # the box is 80-100 % (per side) of the largest box of that aspect that fits
+        largest_w = min(w, h * aspect)
+        assert 0.8 - 0.02 <= cw / largest_w <= 1.0 + 1e-6
+
+
+def test_stage2_layout_positives_and_pool_outside_the_batch(tiny_cfg, tiny_data):
+    split = tiny_data.splits["train"]
+    (b,) = batches(pipeline.stage2_dataset(split, tiny_cfg, 0, 1), 1)
+    half, pool = tiny_cfg.train.batch_size // 2, tiny_cfg.train.negative_pool
+    size, length = tiny_cfg.data.image_size, tiny_cfg.data.max_len
+    assert b["anchor_images"].shape == b["negative_images"].shape == (half, size, size, 3)
+    assert b["positive_tokens"].shape == (half, length) and b["pool_tokens"].shape == (pool, length)
+    assert b["pool_labels"].shape == (pool,)
+    in_batch = set(b["anchor_labels"]) | set(b["negative_labels"])
+    assert len(in_batch) == 2 * half
+    assert not in_batch & set(b["pool_labels"])  # candidates come from images outside the batch
+    for tokens, label in zip(b["positive_tokens"], b["anchor_labels"]):
+        image = int(np.flatnonzero(split.labels == label)[0])
+        assert tuple(tokens[tokens > 0]) in own_caption_rows(split, image)
+    for tokens, label in zip(b["pool_tokens"], b["pool_labels"]):
+        image = int(np.flatnonzero(split.labels == label)[0])
+        assert tuple(tokens[tokens > 0]) in own_caption_rows(split, image)
+
+
+def _identity_split(num_people=12, per_person=3) -> SplitArrays:
+    """A CUHK-like split: several images per person ID, one caption each (image i → tokens [i+1])."""
+    n = num_people * per_person
+    identities = np.repeat(np.arange(num_people), per_person).astype(np.int32)
+    return SplitArrays(
+        paths=np.asarray(["unused.jpg"] * n, dtype=object), image_ids=np.asarray([str(i) for i in range(n)], dtype=object),
+        labels=identities.copy(), identities=identities, sizes=np.full((n, 2), 8, np.int32),
+        tokens=np.stack([np.r_[i + 1, np.zeros(3, int)] for i in range(n)]).astype(np.int32),
+        lengths=np.ones(n, np.int32), caption_image=np.arange(n, dtype=np.int32),
+    )
+
+
+def test_caption_groups_by_identity():
+    split = _identity_split()
+    groups = pipeline.CaptionGroups.from_split(split, by_identity=True)
+    for image in range(split.num_images):
+        members = set(groups.members[groups.offsets[image]:groups.offsets[image + 1]].tolist())
+        assert members == set(np.flatnonzero(split.identities == split.identities[image]).tolist())
+    own = pipeline.CaptionGroups.from_split(split, by_identity=False)
+    assert [own.members[own.offsets[i]:own.offsets[i + 1]].tolist() for i in range(3)] == [[0], [1], [2]]
+
+
+def test_random_mining_draws_other_identities(tiny_cfg, monkeypatch):
+    cfg = apply_overrides(tiny_cfg, ["train.negative_mining=random", "train.batch_size=8"])
+    split = _identity_split()
+    monkeypatch.setattr(pipeline, "_load_images", lambda tables, images, seeds, data: tf.zeros(
+        [tf.shape(images)[0], data.image_size, data.image_size, 3]))
+    for b in batches(pipeline.stage2_dataset(split, cfg, 0, 3, by_identity=True), 8):
+        assert b["pool_tokens"].shape[0] == 4  # one negative caption per anchor
+        assert np.all(b["negative_labels"] != b["anchor_labels"])
+        assert np.all(b["pool_labels"] != b["anchor_labels"])
+        pool_images = b["pool_tokens"].max(axis=1) - 1  # the one word (i + 1) of image i, shifted
+        np.testing.assert_array_equal(split.identities[pool_images], b["pool_labels"])
+
+
+def test_eval_batches_cover_every_image_once_grouped_by_size(tiny_cfg):
+    data = dataclasses.replace(tiny_cfg.data, resize_shorter=20)
+    sizes = np.array([[40, 60], [60, 40], [40, 60], [30, 30], [80, 120]])
+    groups = pipeline.eval_image_batches(np.asarray(["x"] * 5, dtype=object), sizes, data, "full", 2)
+    seen = np.sort(np.concatenate([index for index, _ in groups]))
+    np.testing.assert_array_equal(seen, np.arange(5))
+    assert {tuple(pipeline.eval_size(h, w, data, "full")) for h, w in sizes} == {(20, 30), (30, 20), (20, 20)}
+    assert len(groups) == 3
+    assert pipeline.eval_size(40, 60, data, "center") == (data.image_size, data.image_size)
+
+
+@pytest.mark.parametrize("n, batch, expected", [(48, 8, 6), (50, 8, 6)])
+def test_steps_per_epoch(n, batch, expected):
+    assert pipeline.steps_per_epoch(n, batch) == expected
+    assert math.isclose(pipeline.steps_per_epoch(n, batch, configured=3), 3)
