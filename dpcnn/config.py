@@ -564,9 +564,9 @@ def _presets() -> dict[str, Config]:
         name="demo-full",
         data=replace(synthetic_data, image_size=224, resize_shorter=256),
         synthetic=SyntheticConfig(image_size=256, num_train=4000, num_val=500, num_test=500, word_dim=300),
-        model=ModelConfig(image_weights="none", dropout=0.5),
-        train=TrainConfig(stage1_schedule=((30, 0.1),), stage2_schedule=((10, 0.1), (5, 0.01)),
-                          stage1_backbone_lr=0.1, val_images=500),
+        model=ModelConfig(image_weights="none", dropout=0.2),
+        train=_cpu_train(stage1_schedule=((60, 1.0),), stage2_schedule=((30, 1.0), (10, 0.1)),
+                         negative_pool=256, backup_every=500, validate_every=5, val_images=500),
         eval=EvalConfig(flip=False),
     )
     flickr = Config(

@@ -43,8 +43,9 @@ def test_tokenize_empty_and_separator_only_captions(text):
 def test_tokenize_only_the_given_characters_separate():
     # Whitespace-only tokenisation (Flickr30k dictionary): '-' and '.' stay inside tokens.
     assert tokenize("a bike-path. ok", split_chars=" ") == ["a", "bike-path.", "ok"]
-    # A tab is not one of the default characters, so it stays inside its token.
-    assert tokenize("a\tb c") == ["a\tb", "c"]
+    # With the space as a separator every whitespace separates (COCO captions end in "\n").
+    assert tokenize("a\tb c\n") == ["a", "b", "c"]
+    assert tokenize("a\tb-c", split_chars="-") == ["a\tb", "c"]
     # COCO adds '?'.
     assert tokenize("is it red?yes", split_chars=" -.,()?") == ["is", "it", "red", "yes"]
     assert tokenize("is it red?yes") == ["is", "it", "red?yes"]

@@ -26,11 +26,16 @@ VOCAB_FORMAT_VERSION = 1
 
 
 def _split_table(split_chars: str) -> dict[int, str]:
-    """A str.translate table that maps every split character onto the first one."""
+    """A str.translate table that maps every split character onto the first one.
+
+    When the space is a split character, every other whitespace character (tab, newline, …) is
+    one too: COCO captions end in "\n", and "bike\n" must not hide the word "bike".
+    """
     if not split_chars:
         raise ValueError("split_chars must contain at least one character")
     first = split_chars[0]
-    return {ord(c): first for c in split_chars[1:]}
+    chars = split_chars[1:] + ("\t\n\r\f\v" if " " in split_chars else "")
+    return {ord(c): first for c in chars if c != first}
 
 
 def _tokenize_with(text: str, table: dict[int, str], sep: str, lowercase: bool) -> list[str]:
@@ -47,8 +52,8 @@ def tokenize(
     """Split ``text`` on every character of ``split_chars`` and drop the empty pieces.
 
     Matching is case-sensitive unless ``lowercase`` (the paper does not lower-case). Only the
-    given characters separate tokens: with the default ``" -.,()"`` a tab or a newline stays
-    inside its token.
+    given characters separate tokens, plus every whitespace character when the space is one of
+    them (a caption's trailing newline or a tab never glues two words together).
 
     >>> tokenize("A man (left) rides a bike-path.")
     ['A', 'man', 'left', 'rides', 'a', 'bike', 'path']
