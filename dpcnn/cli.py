@@ -89,9 +89,8 @@ def cmd_download(args) -> int:
     available = download.available()
     if args.name not in available:
         raise ConfigError(f"unknown download '{args.name}'. Available: {', '.join(sorted(available))}")
-    manual = download.manual_instructions(args.name)
-    if manual:
-        print(manual)
+    if download.is_manual(args.name):
+        print(download.manual_instructions(args.name, root=args.root))
         return 0
     for path in download.download(args.name, Path(args.root)):
         print(path)
@@ -162,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     from dpcnn.utils import setup_logging
 
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
-    from dpcnn.errors import USER_ERRORS
+    from dpcnn.errors import is_user_error
 
     try:
         return args.func(args)
-    except USER_ERRORS as e:
+    except Exception as e:
+        if not is_user_error(e):
+            raise
         print(f"dpcnn {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from dpcnn import callbacks as cb
 from dpcnn import run_dir as rd
@@ -130,7 +131,7 @@ def run_stage(model: DualPath, data: PreparedData, cfg: Config, run: Path, stage
                           cfg.train.negative_mining)
     model.compile(optimizer=optimizer, jit_compile=False)
     log.info("stage %d: %d epochs × %d steps, %d trainable tensors (%d parameters)", stage, epochs, steps,
-             len(groups), sum(int(g.variable.size) if hasattr(g.variable, "size") else 0 for g in groups))
+             len(groups), sum(int(np.prod(g.variable.shape)) for g in groups))
 
     backup = rd.backup_dir(run, stage)
     state = cb.read_state(backup)

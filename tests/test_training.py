@@ -187,3 +187,19 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_single_device(tmp_path, d
     for a, b in zip(single, mirrored):
         for key in a:
             assert b[key] == pytest.approx(a[key], rel=0.03, abs=0.02), (key, a, b)
+
+
+def test_mixed_precision_computes_in_float16_with_float32_logits_and_loss_scaling(tmp_path, tiny_cfg, tiny_data):
+    import keras
+
+    from dpcnn.training import train
+
+    cfg = apply_overrides(tiny_cfg, ["train.mixed_precision=true", "train.validate_every=100"])
+    model = train(cfg, tmp_path / "run", stage="1", data=tiny_data, verbose=0)
+    assert model.image_encoder.get_layer("fc1").compute_dtype == "float16"
+    assert model.text_encoder.get_layer("fc5_2").compute_dtype == "float16"
+    assert model.classifier.compute_dtype == "float32"
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert np.isfinite(float(history(tmp_path / "run")[-1]["loss"]))
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored afterwards
