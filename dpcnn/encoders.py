@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from dpcnn.config import Config
 from dpcnn.data.pipeline import eval_image_batches
+from dpcnn.data.vocab import expand_shifts
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -85,20 +86,3 @@ class Encoders:
         if out is None:
             raise ValueError("no captions to encode")
         return _normalize(out.astype(np.float32))
-
-
-def expand_shifts(tokens: np.ndarray, lengths: np.ndarray, all_shifts: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Every valid position shift of every caption.
-
-    tokens int [M, L] left-aligned, lengths int [M] → (shifted int [R, L], owner int [R]) where
-    caption i appears L − len_i + 1 times (starts 0 … L − len_i), or once at start 0 without all_shifts.
-    """
-    m, length = tokens.shape
-    if not all_shifts:
-        return tokens.copy(), np.arange(m)
-    copies = length - lengths + 1
-    owner = np.repeat(np.arange(m), copies)
-    first = np.concatenate([[0], np.cumsum(copies)[:-1]])
-    starts = np.arange(len(owner)) - np.repeat(first, copies)
-    cols = (np.arange(length)[None, :] - starts[:, None]) % length
-    return np.take_along_axis(tokens[owner], cols, axis=1), owner

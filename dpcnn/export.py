@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dpcnn.data.vocab import expand_shifts
 from dpcnn.utils import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -239,34 +240,16 @@ class ExportedModel:
         if tokens.ndim != 2 or tokens.shape[1] != self.max_len or lengths.shape != (tokens.shape[0],):
             raise ValueError(f"tokens must be [M, {self.max_len}] with lengths [M], "
                              f"got {tokens.shape} and {lengths.shape}")
-        shifted, owner = position_shifts(tokens, lengths, bool(self.config["eval"]["all_shifts"]))
+        shifted, owner = expand_shifts(tokens, lengths, bool(self.config["eval"]["all_shifts"]))
         batch = int(self.config["eval"]["batch_size"]) * 8
         out = np.zeros((len(tokens), 0), np.float64)
         for start in range(0, len(shifted), batch):
             feats = np.asarray(self.text_encoder(shifted[start:start + batch], training=False), np.float32)
             if out.shape[1] == 0:
                 out = np.zeros((len(tokens), feats.shape[1]), np.float64)
-            np.add.at(out, owner[start:start + batch], feats.astype(np.float64))
+            owners, first = np.unique(owner[start:start + batch], return_index=True)  # owner is sorted
+            out[owners] += np.add.reduceat(feats.astype(np.float64), first, axis=0)
         return _normalize(out.astype(np.float32))
-
-
-def position_shifts(tokens: np.ndarray, lengths: np.ndarray, all_shifts: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Every valid start (0 … L − len) of each left-aligned caption (PAPER_SPEC §6), or start 0 only.
-
-    tokens int [M, L], lengths int [M] → (shifted int [R, L], owner int [R], sorted).
-    """
-    m, length = tokens.shape
-    if not all_shifts:
-        return tokens.copy(), np.arange(m)
-    rows, owners = [], []
-    for i in range(m):
-        words = tokens[i, : lengths[i]]
-        for start in range(length - int(lengths[i]) + 1):
-            row = np.zeros(length, np.int32)
-            row[start:start + len(words)] = words
-            rows.append(row)
-            owners.append(i)
-    return np.stack(rows), np.asarray(owners)
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:

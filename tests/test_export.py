@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dpcnn.cli import main
-from dpcnn.export import ExportedModel, load_exported, position_shifts
+from dpcnn.export import ExportedModel, load_exported
 
 # The run's config is edited in the "variant" copy to exercise every test-time option that the
 # tiny preset leaves off: pre-resize, flip, and one shift instead of all.
@@ -75,7 +75,7 @@ def exports(tiny_run, tmp_path_factory):
     return out
 
 
-def test_export_writes_the_five_files(exports, tiny_run):
+def test_export_writes_the_five_files(exports, tiny_run, tiny_cfg):
     from dpcnn.config import Config
     from dpcnn.data.vocab import Vocabulary
 
@@ -87,7 +87,7 @@ def test_export_writes_the_five_files(exports, tiny_run):
     readme = (folder / "README.md").read_text()
     for needle in ('keras.saving.load_model("image_encoder.keras", safe_mode=True)',
                    "import dpcnn.model.layers", "from dpcnn.export import load_exported",
-                   "RGB 0-255", "tokens int32 [B, 12]", "sum over positions"):
+                   "RGB 0-255", f"tokens int32 [B, {tiny_cfg.data.max_len}]", "sum over positions"):
         assert needle in readme, needle
     assert "start 0 … L − length" in readme and "horizontal flip" not in readme
     variant = json.loads((exports["variant"][0] / "config.json").read_text())
@@ -150,23 +150,6 @@ def test_encode_texts_rejects_a_caption_without_vocabulary_words(exports):
         model.encode_texts(["a red square", "zebra Quux!"])
     with pytest.raises(TypeError, match="list of captions"):
         model.encode_texts("a red square")
-
-
-@pytest.mark.parametrize("all_shifts", [True, False])
-def test_position_shifts_equal_the_encoders_expansion(all_shifts):
-    from dpcnn.encoders import expand_shifts
-
-    rng = np.random.default_rng(0)
-    lengths = np.array([1, 4, 6, 3, 6], np.int32)
-    tokens = np.zeros((5, 6), np.int32)
-    for i, n in enumerate(lengths):
-        tokens[i, :n] = rng.integers(1, 50, n)
-    got, owner = position_shifts(tokens, lengths, all_shifts)
-    want, want_owner = expand_shifts(tokens, lengths, all_shifts)
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(owner, want_owner)
-    if all_shifts:  # caption 0 (one word in six slots) has six starts: the word walks along
-        np.testing.assert_array_equal(got[:6], np.eye(6, dtype=np.int32) * tokens[0, 0])
 
 
 @pytest.mark.parametrize("mode,shorter,square", [("full", 0, False), ("full", 40, False), ("full", 40, True),

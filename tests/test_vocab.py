@@ -157,3 +157,17 @@ def test_load_rejects_other_files(tmp_path):
     other.write_text(json.dumps({"words": ["a"]}))
     with pytest.raises(ValueError, match="not a dpcnn vocabulary"):
         Vocabulary.load(other)
+
+
+def test_expand_shifts_by_hand():
+    from dpcnn.data.vocab import expand_shifts
+
+    tokens = np.array([[5, 6, 0, 0], [7, 0, 0, 0]], np.int32)
+    lengths = np.array([2, 1], np.int32)
+    rows, owner = expand_shifts(tokens, lengths, all_shifts=True)
+    np.testing.assert_array_equal(rows, [[5, 6, 0, 0], [0, 5, 6, 0], [0, 0, 5, 6],
+                                         [7, 0, 0, 0], [0, 7, 0, 0], [0, 0, 7, 0], [0, 0, 0, 7]])
+    np.testing.assert_array_equal(owner, [0, 0, 0, 1, 1, 1, 1])
+    rows, owner = expand_shifts(tokens, lengths, all_shifts=False)
+    np.testing.assert_array_equal(rows, tokens)
+    np.testing.assert_array_equal(owner, [0, 1])

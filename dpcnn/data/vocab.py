@@ -207,3 +207,20 @@ class Vocabulary:
                 f"{path}: vocabulary file is not valid JSON ({e}); rebuild it with `dpcnn prepare`"
             ) from e
         return cls.from_dict(data, source=str(path))
+
+
+def expand_shifts(tokens: np.ndarray, lengths: np.ndarray, all_shifts: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every valid position shift of every caption (test-time text feature, PAPER_SPEC §6).
+
+    tokens int [M, L] left-aligned, lengths int [M] → (shifted int [R, L], owner int [R]) where
+    caption i appears L − len_i + 1 times (starts 0 … L − len_i), or once at start 0 without all_shifts.
+    """
+    m, length = tokens.shape
+    if not all_shifts:
+        return tokens.copy(), np.arange(m)
+    copies = length - lengths + 1
+    owner = np.repeat(np.arange(m), copies)
+    first = np.concatenate([[0], np.cumsum(copies)[:-1]])
+    starts = np.arange(len(owner)) - np.repeat(first, copies)
+    cols = (np.arange(length)[None, :] - starts[:, None]) % length
+    return np.take_along_axis(tokens[owner], cols, axis=1), owner
