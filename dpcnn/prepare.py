@@ -67,7 +67,7 @@ def _jsonable(obj):
 def ensure_prepared(cfg: Config, force: bool = False, progress: bool = True) -> P.PreparedData:
     """Prepare once (or again with ``force``), then load."""
     if force or not is_prepared(cfg):
-        prepare(cfg, progress=progress)
+        log.info("data report:\n%s", summarize(prepare(cfg, progress=progress)))
     return P.load_prepared(prepared_dir(cfg), cfg.data.max_len)
 
 
