@@ -584,8 +584,7 @@ def _presets() -> dict[str, Config]:
     )
     coco = Config(
         name="coco",
-        data=DataConfig(dataset="coco", split="karpathy", split_chars=" -.,()?",
-                        pixel_mean=(119.8557, 113.9346, 103.9336)),
+        data=DataConfig(dataset="coco", split="karpathy", split_chars=" -.,()?"),
         model=ModelConfig(dropout=0.5, classifier_bias=False),
         train=_paper_train(stage1_schedule=((75, 0.1),),
                            stage2_schedule=((15, 0.1), (5, 0.01), (1, 0.001)),

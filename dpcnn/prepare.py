@@ -204,7 +204,7 @@ def summarize(report: dict) -> str:
     for split, c in report["counts"].items():
         lines.append(f"  {split:5s}: {c['images']:7d} images, {c['captions']:8d} captions")
     v = report["vocabulary"]
-    vocab_size = v.get("vocab_size", v.get("in_vocabulary", "?"))
+    vocab_size = v.get("in_vocabulary_words", "?")
     lines.append(f"  vocabulary: {vocab_size} words from {report['word_vectors']}")
     lines.append(f"  classes: {report['num_classes']}; pixel mean {[round(m, 2) for m in report['pixel_mean']]}")
     if report["excluded_counts"]:

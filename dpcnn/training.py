@@ -209,10 +209,10 @@ def train(cfg: Config, run: str | Path, stage: str = "all", overwrite: bool = Fa
 
     run = Path(run)
     stages = (1, 2) if stage == "all" else (int(stage),)
+    if data is None:  # before the run folder exists: missing data must not leave a half-made run
+        data = ensure_prepared(cfg)
     rd.open_run(run, cfg, stages, overwrite)
     rd.write_env(run)
-    if data is None:
-        data = ensure_prepared(cfg)
     shutil.copyfile(data.directory / "data_report.json", run / "data_report.json")
     strategy = make_strategy(cfg.train)
     keras.utils.set_random_seed(cfg.train.seed)

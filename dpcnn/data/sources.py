@@ -167,8 +167,12 @@ def describe_sources(data: DataConfig,
 def _load_coco(data: DataConfig) -> list[ImageRecord]:
     p = _coco_paths(data)
     root = data.root
-    karpathy = _require(p["annotations"], "Karpathy split file (dataset_coco.json)", "data.annotations=PATH",
-                        _download("karpathy-splits", root))
+    if data.annotations:  # the user's own file: a Karpathy json or a COCO-format captions file
+        karpathy = _require(p["annotations"], "annotations file (a Karpathy dataset_coco.json or your own "
+                            "COCO-format captions file)", "data.annotations=PATH", "Check the path")
+    else:
+        karpathy = _require(p["annotations"], "Karpathy split file (dataset_coco.json)", "data.annotations=PATH",
+                            _download("karpathy-splits", root))
     obj = load_json_source(karpathy, "annotations file (data.annotations)")
     if data.annotations and is_coco_format(obj):
         log.info("%s is a COCO-format captions file: reading it as your own data (coco-format)", karpathy)

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
+from dpcnn.config import ConfigError
 from dpcnn.data.manifest import SPLITS, ImageRecord
 
 _SHOW = 5
@@ -24,7 +25,7 @@ def split_by_image(records: Sequence[ImageRecord], holdout: int, seed: int,
     (the message says to lower ``data.holdout_images``) or if an image id repeats.
     """
     if holdout < 1:
-        raise ValueError(f"data.holdout_images must be ≥ 1, got {holdout}")
+        raise ConfigError(f"data.holdout_images must be ≥ 1, got {holdout}")
     bad = [s for s in splits if s not in SPLITS or s == "train"]
     if bad or len(set(splits)) != len(splits):
         raise ValueError(f"splits to hold out must be distinct names among 'val', 'test', got {tuple(splits)}")
@@ -35,7 +36,7 @@ def split_by_image(records: Sequence[ImageRecord], holdout: int, seed: int,
         fits = (len(candidates) - 2) // len(splits)
         advice = (f"lower data.holdout_images (at most {fits} fits)" if fits >= 1 else
                   "lower data.holdout_images, or give separate val/test annotation files")
-        raise ValueError(f"only {len(candidates)} images with captions, fewer than the {need} needed to "
+        raise ConfigError(f"only {len(candidates)} images with captions, fewer than the {need} needed to "
                          f"hold out {holdout} for each of {' and '.join(splits)} and keep ≥ 2 for "
                          f"train: {advice}")
     random.Random(seed).shuffle(candidates)
