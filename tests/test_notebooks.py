@@ -13,6 +13,7 @@ committed without outputs.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -76,7 +77,8 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, kernel_path, monkeypatch):
     try:
         client.execute(env=env)
     except CellExecutionError as e:
-        pytest.fail(f"{name}.ipynb: a cell raised\n{e}", pytrace=False)
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # the kernel's traceback without colour codes
+        pytest.fail(f"{name}.ipynb: a cell raised\n{plain}", pytrace=False)
     seconds = time.perf_counter() - start
     print(f"{name}.ipynb executed in {seconds:.1f} s")
 
