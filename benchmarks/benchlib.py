@@ -53,30 +53,69 @@ def stage_model(cfg, data, stage: int):
     import keras
 
     from dpcnn.data import pipeline
-    from dpcnn.optimizer import make_optimizer, parameter_groups
-    from dpcnn.training import build_for, configure_backbone
+    from dpcnn.training import build_for
 
     keras.utils.set_random_seed(cfg.train.seed)
     train = data.splits["train"]
     steps = pipeline.steps_per_epoch(train.num_images, cfg.train.batch_size, cfg.train.steps_per_epoch)
     model = build_for(cfg, data)
+    compile_for_stage(model, cfg, stage, steps)
+    return model
+
+
+def compile_for_stage(model, cfg, stage: int, steps_per_epoch: int) -> None:
+    """Backbone mode, parameter groups, optimiser, stage step and compile: ``run_stage``'s set-up."""
+    from dpcnn.optimizer import make_optimizer, parameter_groups
+    from dpcnn.training import configure_backbone
+
     configure_backbone(model, cfg, stage)
     groups = parameter_groups(model, stage, cfg.train)
     schedule = cfg.train.stage1_schedule if stage == 1 else cfg.train.stage2_schedule
-    optimizer = make_optimizer(groups, cfg.train, schedule, steps)
+    optimizer = make_optimizer(groups, cfg.train, schedule, steps_per_epoch)
     weights = cfg.train.stage1_loss_weights if stage == 1 else cfg.train.stage2_loss_weights
     model.configure_stage(stage, [g.variable for g in groups], weights, cfg.train.margin,
                           cfg.train.negative_mining)
     model.compile(optimizer=optimizer, jit_compile=False)
-    return model
+
+
+def _busy_ticks() -> tuple[int, int]:
+    """(busy clock ticks of the whole machine, clock ticks of this process) from /proc; (0, 0) elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+        mine = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return user + nice + system + irq + softirq + steal, int(mine[11]) + int(mine[12])
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
+class ForeignLoad:
+    """CPU used by *other* processes over an interval, in cores (from /proc/stat; 0 where unavailable).
+
+    ``start()`` then ``stop()`` → average number of cores other processes kept busy meanwhile. A
+    benchmark can use it to tell the measurements taken on a quiet machine from the others.
+    """
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+        self._busy, self._mine = _busy_ticks()
+
+    def stop(self) -> float:
+        busy, mine = _busy_ticks()
+        seconds = time.perf_counter() - self._t
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        foreign = max(0, (busy - self._busy) - (mine - self._mine)) / ticks
+        return foreign / seconds if seconds > 0 else 0.0
 
 
 @dataclass
 class EpochTimes:
-    """Per-epoch wall and CPU seconds of one ``fit`` call (warm-up epochs dropped)."""
+    """Per-epoch wall and CPU seconds of one ``fit`` call (warm-up epochs dropped), and the
+    average number of cores other processes used during each epoch."""
 
     wall: list[float]
     cpu: list[float]
+    foreign: list[float]
 
 
 def fit_epochs(model, dataset, epochs: int, steps: int, warmup: int = 1) -> EpochTimes:
@@ -88,17 +127,21 @@ def fit_epochs(model, dataset, epochs: int, steps: int, warmup: int = 1) -> Epoc
             super().__init__()
             self.wall: list[float] = []
             self.cpu: list[float] = []
+            self.foreign: list[float] = []
+            self._load = ForeignLoad()
 
         def on_epoch_begin(self, epoch, logs=None):
+            self._load.start()
             self._w, self._c = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             self.wall.append(time.perf_counter() - self._w)
             self.cpu.append(time.process_time() - self._c)
+            self.foreign.append(self._load.stop())
 
     clock = _Clock()
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[clock])
-    return EpochTimes(clock.wall[warmup:], clock.cpu[warmup:])
+    return EpochTimes(clock.wall[warmup:], clock.cpu[warmup:], clock.foreign[warmup:])
 
 
 def best_of(fn: Callable[[], float], repeats: int) -> tuple[float, list[float]]:
@@ -111,8 +154,8 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def fmt_list(values: Sequence[float], scale: float = 1000.0) -> str:
-    return ", ".join(f"{v * scale:.1f}" for v in values)
+def fmt_list(values: Sequence[float], scale: float = 1000.0, digits: int = 1) -> str:
+    return ", ".join(f"{v * scale:.{digits}f}" for v in values)
 
 
 def load_average() -> str:
@@ -120,3 +163,65 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
+
+
+def paper_size_split(folder: str | Path, n: int = 128, height: int = 375, width: int = 500,
+                     max_len: int = 32, vocab: int = 1000, seed: int = 0):
+    """``n`` Flickr/COCO-sized JPEG files (``height`` × ``width``, quality 90; written once into
+    ``folder``) and a training :class:`~dpcnn.data.prepared.SplitArrays` over them: one random
+    left-aligned caption of 8-20 words per image, every image its own class."""
+    import numpy as np
+    from PIL import Image
+
+    from dpcnn.data.prepared import SplitArrays
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        path = folder / f"{height}x{width}_{i:05d}.jpg"
+        if not path.exists():
+            # Smooth colour fields plus fine noise: decodes like a photograph, not like a flat image.
+            base = Image.fromarray(rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8))
+            pixels = np.asarray(base.resize((width, height), Image.BICUBIC), dtype=np.float32)
+            pixels += rng.normal(0, 12, pixels.shape)
+            tmp = path.with_suffix(".tmp")
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=90)
+            tmp.replace(path)
+        paths.append(str(path))
+    lengths = rng.integers(8, 21, n).astype(np.int32)
+    tokens = np.zeros((n, max_len), np.int32)
+    for i, length in enumerate(lengths):
+        tokens[i, :length] = rng.integers(1, vocab, length)
+    index = np.arange(n, dtype=np.int32)
+    return SplitArrays(
+        paths=np.asarray(paths, dtype=object), image_ids=np.asarray([str(i) for i in range(n)], dtype=object),
+        labels=index.copy(), identities=index.copy(), sizes=np.tile([height, width], (n, 1)).astype(np.int32),
+        tokens=tokens, lengths=lengths, caption_image=index.copy(),
+    )
+
+
+def pipeline_images_per_second(make, split, cfg, batches: int, repeats: int) -> tuple[float, float]:
+    """Best images/s of a training dataset alone (no model) and the CPU seconds per image then.
+
+    ``make`` is ``pipeline.stage1_dataset`` or ``stage2_dataset``; both load ``train.batch_size``
+    images per batch. A fresh iterator per repeat; its first 3 batches are not timed.
+    """
+    import gc
+
+    best_rate, cpu_per_image = 0.0, float("nan")
+    per_batch = cfg.train.batch_size
+    for _ in range(repeats):
+        it = iter(make(split, cfg, 0, 10**4))
+        for _ in range(3):
+            next(it)
+        w, c = time.perf_counter(), time.process_time()
+        for _ in range(batches):
+            next(it)
+        wall, cpu = time.perf_counter() - w, time.process_time() - c
+        if batches * per_batch / wall > best_rate:
+            best_rate, cpu_per_image = batches * per_batch / wall, cpu / (batches * per_batch)
+        del it
+        gc.collect()
+    return best_rate, cpu_per_image
