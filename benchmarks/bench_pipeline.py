@@ -225,10 +225,7 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args()
 
-    print(B.versions())
-    print(f"load average at start: {B.load_average()}")
-    cfg = B.demo_config(args.root, args.set)
-    data = B.prepared(cfg)
+    cfg, data = B.demo_setup(args.root, args.set)
     for stage in args.stages:
         run_stage_benchmark(stage, cfg, data, args.epochs, args.rounds, args.repeats)
     if args.paper_batches > 0:

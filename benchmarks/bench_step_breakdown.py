@@ -89,19 +89,17 @@ def parts_for(model, batch: dict, stage: int) -> dict:
     image_emb = ops.relu(model.image_features(images, training=False))
     text_emb = ops.relu(model.text_features(tokens, training=False))
 
-    @tf.function
-    def image_branch():
-        with tf.GradientTape() as tape:
-            emb = ops.relu(model.image_features(images, training=True))
-            loss = tf.reduce_sum(emb * image_emb)
-        return tape.gradient(loss, image_vars)
+    def branch(features, inputs, target, variables):
+        """One branch's forward + backward: the gradient of Σ relu(features(inputs)) · target."""
+        @tf.function
+        def fwd_bwd():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(ops.relu(features(inputs, training=True)) * target)
+            return tape.gradient(loss, variables)
+        return fwd_bwd
 
-    @tf.function
-    def text_branch():
-        with tf.GradientTape() as tape:
-            emb = ops.relu(model.text_features(tokens, training=True))
-            loss = tf.reduce_sum(emb * text_emb)
-        return tape.gradient(loss, text_vars)
+    image_branch = branch(model.image_features, images, image_emb, image_vars)
+    text_branch = branch(model.text_features, tokens, text_emb, text_vars)
 
     @tf.function
     def heads():
@@ -174,10 +172,7 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args()
 
-    print(B.versions())
-    print(f"load average at start: {B.load_average()}")
-    cfg = B.demo_config(args.root, args.set)
-    data = B.prepared(cfg)
+    cfg, data = B.demo_setup(args.root, args.set)
     for stage in args.stages:
         run(stage, cfg, data, args.calls, args.repeats)
     print(f"load average at end: {B.load_average()}")

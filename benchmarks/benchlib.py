@@ -48,6 +48,14 @@ def prepared(cfg):
     return ensure_prepared(cfg, progress=False)
 
 
+def demo_setup(root: str, overrides: Sequence[str] = ()):
+    """Print the versions and the load average, then (demo config, its prepared data)."""
+    print(versions())
+    print(f"load average at start: {load_average()}")
+    cfg = demo_config(root, overrides)
+    return cfg, prepared(cfg)
+
+
 def stage_model(cfg, data, stage: int):
     """A freshly built DualPath set up and compiled for ``stage`` exactly as ``run_stage`` does."""
     import keras
