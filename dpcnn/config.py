@@ -73,9 +73,11 @@ class DataConfig:
     resize_shorter: int = 256
     """Pre-resize: shorter side in pixels for evaluation images and the pixel mean (0 = keep)."""
     resize_square: bool = False
-    """Pre-resize to resize_shorter × resize_shorter, aspect not kept (CUHK-PEDES)."""
+    """Pre-resize to resize_shorter × resize_shorter, aspect not kept (CUHK-PEDES): at evaluation,
+    and in training the crop is drawn in that squashed frame (``resize_image.m``)."""
     crop_size: tuple[float, float] = (0.8, 1.0)
-    """Random crop side as a fraction of the largest crop of the sampled aspect that fits."""
+    """CropSize: the crop's side is √U[lo², hi²] of the largest crop of the sampled aspect that fits
+    (its area is uniform in [lo², hi²], as ``vl_imreadjpeg.cu`` draws it)."""
     crop_aspect: tuple[float, float] = (0.75, 4.0 / 3.0)
     """Aspect-ratio range (W/H) of the random crop, sampled log-uniformly."""
     flip: bool = True
@@ -208,6 +210,8 @@ class EvalConfig:
     """Sum the text feature over every valid position shift (paper)."""
     protocols: tuple[str, ...] = ("full",)
     """full | 1k | 5k (COCO) | reid (CUHK-PEDES: text→image by person ID)."""
+    ap_rule: str = "trapezoid"
+    """reid mAP: trapezoid (the official compute_AP_rerank.m) | standard (mean precision at the hits)."""
 
 
 @dataclass(frozen=True)
@@ -441,6 +445,8 @@ def validate(cfg: Config) -> None:
     need(d.image_size >= 16, f"data.image_size must be ≥ 16, got {d.image_size}")
     need(0 < d.crop_size[0] <= d.crop_size[1] <= 1, f"data.crop_size must satisfy 0 < lo ≤ hi ≤ 1, got {d.crop_size}")
     need(0 < d.crop_aspect[0] <= d.crop_aspect[1], f"data.crop_aspect must satisfy 0 < lo ≤ hi, got {d.crop_aspect}")
+    need(not d.resize_square or d.resize_shorter > 0,
+         "data.resize_square needs data.resize_shorter > 0 (the side of the square)")
     need(len(d.pixel_mean) in (0, 3), f"data.pixel_mean needs 3 values (RGB) or none, got {d.pixel_mean}")
     need(len(d.split_chars) > 0, "data.split_chars must not be empty")
     need(m.image_backbone in BACKBONES, f"model.image_backbone must be one of {BACKBONES}, got '{m.image_backbone}'")
@@ -468,6 +474,7 @@ def validate(cfg: Config) -> None:
     need(t.margin >= 0, f"train.margin must be ≥ 0, got {t.margin}")
     need(t.backup_every >= 1, f"train.backup_every must be ≥ 1, got {t.backup_every}")
     need(e.image_mode in ("full", "center"), f"eval.image_mode must be full or center, got '{e.image_mode}'")
+    need(e.ap_rule in ("trapezoid", "standard"), f"eval.ap_rule must be trapezoid or standard, got '{e.ap_rule}'")
     need(all(p in PROTOCOLS for p in e.protocols) and len(e.protocols) > 0,
          f"eval.protocols must be a non-empty list from {PROTOCOLS}, got {e.protocols}")
     need(s.num_train >= 2 and s.num_val >= 1 and s.num_test >= 1, "synthetic.num_train ≥ 2, num_val ≥ 1, num_test ≥ 1")
@@ -587,7 +594,8 @@ def _presets() -> dict[str, Config]:
         data=DataConfig(dataset="coco", split="karpathy", split_chars=" -.,()?"),
         model=ModelConfig(dropout=0.5, classifier_bias=False),
         train=_paper_train(stage1_schedule=((75, 0.1),),
-                           stage2_schedule=((15, 0.1), (5, 0.01), (1, 0.001)),
+                           # official: 15 × 0.1 + 5 × 0.01 + 1 × 0.001 trained, epoch 20 tested
+                           stage2_schedule=((15, 0.1), (5, 0.01)),
                            stage2_loss_weights=(2.0, 1.0, 0.1)),
         eval=EvalConfig(protocols=("1k", "5k")),
     )
@@ -595,9 +603,10 @@ def _presets() -> dict[str, Config]:
         name="cuhk-pedes",
         data=DataConfig(dataset="cuhk-pedes", max_len=56, resize_square=True),
         model=ModelConfig(dropout=0.8, classifier_bias=True),
-        train=_paper_train(stage1_schedule=((180, 0.1),), stage2_schedule=((40, 0.1), (21, 0.01)),
+        # official: 40 × 0.1 + 21 × 0.01 trained, epoch 60 tested
+        train=_paper_train(stage1_schedule=((180, 0.1),), stage2_schedule=((40, 0.1), (20, 0.01)),
                            stage2_loss_weights=(2.0, 1.0, 0.5), negative_mining="random"),
-        eval=EvalConfig(protocols=("reid",)),
+        eval=EvalConfig(protocols=("reid",), ap_rule="trapezoid"),
     )
     return {c.name: c for c in (tiny, demo, demo_full, flickr, flickr_karpathy, coco, cuhk)}
 

@@ -29,7 +29,8 @@ def encode_split(encoders: Encoders, split: SplitArrays, progress: bool = True, 
     return images, texts
 
 
-def protocol_metrics(protocol: str, image_feats: np.ndarray, text_feats: np.ndarray, split: SplitArrays) -> dict:
+def protocol_metrics(protocol: str, image_feats: np.ndarray, text_feats: np.ndarray, split: SplitArrays,
+                     ap_rule: str = "trapezoid") -> dict:
     """The metrics of one protocol (DESIGN §1 schema; ``reid`` adds mAP, ``1k`` adds per-fold results)."""
     n = len(image_feats)
     if protocol == "full":
@@ -50,7 +51,7 @@ def protocol_metrics(protocol: str, image_feats: np.ndarray, text_feats: np.ndar
         return {**average, "folds": folds}
     if protocol == "reid":
         sims = text_feats @ image_feats.T
-        return metrics.reid_metrics(sims, split.identities[split.caption_image], split.identities)
+        return metrics.reid_metrics(sims, split.identities[split.caption_image], split.identities, ap_rule=ap_rule)
     raise ValueError(f"unknown protocol '{protocol}'")
 
 

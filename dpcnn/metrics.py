@@ -398,7 +398,7 @@ def reid_metrics(
     gallery_identity: np.ndarray,
     *,
     chunk_size: int | None = None,
-    ap_rule: str = "standard",
+    ap_rule: str = "trapezoid",
 ) -> dict:
     """Text→image person retrieval by identity (CUHK-PEDES, PAPER_SPEC §6).
 
@@ -412,11 +412,10 @@ def reid_metrics(
     Ties are pessimistic here too: within a group of equal scores, every incorrect image is
     ranked above every correct one (the order among the correct ones does not change AP).
 
-    ap_rule: ``"standard"`` — AP = mean over the query's correct images of precision at their
-    ranks; ``"trapezoid"`` — the rule of Zheng's re-id ``compute_AP.m`` (each correct image adds
-    the mean of the precision at its rank and at the rank before it, with 1 before rank 1). The
-    official ``compute_AP_rerank.m`` is not in the stored code snapshot, so which one it uses is
-    unverified; both are offered.
+    ap_rule: ``"trapezoid"`` (default) — the official ``test_cuhk/compute_AP_rerank.m``: each
+    correct image adds Δrecall · (precision at its rank + precision at the rank before it) / 2,
+    with precision 1 before rank 1; ``"standard"`` — the mean over the query's correct images
+    of the precision at their ranks (the usual re-id mAP).
     chunk_size: query rows per chunk (``None``: automatic).
     """
     sims = _check_scores(sims_t2i, "sims_t2i", "n_queries", "n_gallery")

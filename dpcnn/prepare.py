@@ -119,7 +119,7 @@ def prepare(cfg: Config, progress: bool = True) -> dict:
     def clean(rec: ImageRecord, keep) -> ImageRecord:
         caps = []
         for c in rec.captions:
-            reason = keep(c)
+            reason = keep(rec, c)
             if reason:
                 drop_caption(rec, c, reason)
             else:
@@ -127,7 +127,11 @@ def prepare(cfg: Config, progress: bool = True) -> dict:
         return dataclasses.replace(rec, captions=tuple(caps))
 
     split_chars, lower = cfg.data.split_chars, cfg.data.lowercase
-    kept = [clean(r, lambda c: "" if tokenize(c, split_chars, lower) else "empty caption") for r in kept]
+    # Training drops captions it cannot learn from; val/test keep every caption, as the official
+    # test code does (a caption with no in-vocabulary word has the bias-only feature; the COCO 5K
+    # protocol is defined on all 25,000 captions).
+    train_only = lambda keep: lambda rec, c: keep(c) if rec.split == "train" else ""  # noqa: E731
+    kept = [clean(r, train_only(lambda c: "" if tokenize(c, split_chars, lower) else "empty caption")) for r in kept]
 
     # 3. word vectors and vocabulary from the vocabulary splits (never test)
     vocab_captions = [c for r in kept if r.split in cfg.data.vocab_splits for c in r.captions]
@@ -142,7 +146,8 @@ def prepare(cfg: Config, progress: bool = True) -> dict:
     vocab, matrix, vocab_report = cached_vocabulary_and_matrix(out, vocab_captions, vectors, split_chars, lower)
 
     # 4. captions without an in-vocabulary word, then images without a caption
-    kept = [clean(r, lambda c: "" if vocab.encode(c, cfg.data.max_len) else "no in-vocabulary word") for r in kept]
+    kept = [clean(r, train_only(lambda c: "" if vocab.encode(c, cfg.data.max_len) else "no in-vocabulary word"))
+            for r in kept]
     usable = []
     for rec in kept:
         if rec.captions:
@@ -171,6 +176,8 @@ def prepare(cfg: Config, progress: bool = True) -> dict:
         if counts[s]["images"] == 0:
             raise ValueError(f"the {s} split has no usable image after the checks: see {out / P.REPORT}")
     lengths = [len(vocab.encode(c, 10**6)) for r in usable for c in r.captions]
+    kept_empty = {s: sum(not vocab.encode(c, 1) for r in usable if r.split == s for c in r.captions)
+                  for s in ("val", "test")}
     report = {
         "dataset": cfg.data.dataset,
         "prepared_dir": str(out),
@@ -184,6 +191,7 @@ def prepare(cfg: Config, progress: bool = True) -> dict:
         "vocabulary": vocab_report,
         "max_len": cfg.data.max_len,
         "captions_longer_than_max_len": int(sum(n > cfg.data.max_len for n in lengths)),
+        "kept_without_vocabulary_word": kept_empty,
         "pixel_mean": pixel_mean,
         "pixel_mean_source": mean_source,
     }
@@ -211,6 +219,10 @@ def summarize(report: dict) -> str:
         lines.append("  excluded: " + ", ".join(f"{n} × {why}" for why, n in sorted(report["excluded_counts"].items())))
     else:
         lines.append("  excluded: nothing")
+    kept = {s: n for s, n in report.get("kept_without_vocabulary_word", {}).items() if n}
+    if kept:
+        lines.append("  kept (bias-only feature, as the official test code): "
+                     + ", ".join(f"{n} {s} captions without an in-vocabulary word" for s, n in kept.items()))
     if report["captions_longer_than_max_len"]:
         lines.append(f"  {report['captions_longer_than_max_len']} captions have more than L={report['max_len']} "
                      "in-vocabulary words and are truncated")

@@ -201,7 +201,7 @@ def evaluate_run(run: Path, split: str = "test", protocols: Sequence[str] | None
     result: dict = {}
     folds: dict = {}
     for p in protocols:
-        entry, extra = schema_entry(p, protocol_metrics(p, image_feats, text_feats, arrays))
+        entry, extra = schema_entry(p, protocol_metrics(p, image_feats, text_feats, arrays, cfg.eval.ap_rule))
         result[p] = entry
         if extra:
             folds[p] = extra["folds"]

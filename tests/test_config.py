@@ -85,3 +85,16 @@ def test_saved_config_loads_back(tmp_path):
     cfg = C.resolve("demo", ["train.seed=3"])
     cfg.save(tmp_path / "config.json")
     assert C.resolve(str(tmp_path / "config.json")) == cfg
+
+
+def test_paper_presets_stop_stage_two_at_the_tested_epoch():
+    from dpcnn.optimizer import schedule_epochs
+
+    # test_coco/extract_pic_feature_word2_plus.m:2 loads net-epoch-20 of the 21 epochs that
+    # train_coco_Rankloss_shift_hard.m trains (15 x 0.1, 5 x 0.01, 1 x 0.001).
+    coco = C.preset("coco").train.stage2_schedule
+    assert schedule_epochs(coco) == 20 and coco == ((15, 0.1), (5, 0.01))
+    # test_cuhk/extract_pic_feature_word2_plus.m:2 loads net-epoch-60 of the 61 epochs of
+    # train_cuhk_Rankloss_shift.m (40 x 0.1, 21 x 0.01).
+    cuhk = C.preset("cuhk-pedes").train.stage2_schedule
+    assert schedule_epochs(cuhk) == 60 and cuhk == ((40, 0.1), (20, 0.01))

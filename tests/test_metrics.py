@@ -477,7 +477,7 @@ def test_reid_metrics_by_hand():
     # Query 1: g4 .9 (wrong) 1st, g1 .8 (right) 2nd. First correct rank 2; AP = 1/2.
     # Ranks [3, 2]: R@1 0, R@5 100; Med r sorted[1] = 3 (np.median 2.5); mean r 2.5;
     # mAP = 100·(0.477778 + 0.5)/2 = 48.8889.
-    m = reid_metrics(sims, [7, 3], [7, 3, 7, 5, 7])
+    m = reid_metrics(sims, [7, 3], [7, 3, 7, 5, 7], ap_rule="standard")
     assert m == {
         "num_queries": 2,
         "num_gallery": 5,
@@ -485,16 +485,18 @@ def test_reid_metrics_by_hand():
                 "map": approx(100 * ((1 / 3 + 2 / 4 + 3 / 5) / 3 + 0.5) / 2)},
     }
     assert m["t2i"]["map"] == approx(48.8889, abs=1e-4)
-    # Trapezoid rule (Zheng's compute_AP.m): each hit adds (precision at its rank + precision at
-    # the rank before)/2, with 1 before rank 1.
+    # Trapezoid rule of the official test_cuhk/compute_AP_rerank.m (called by test_cuhk/evaluate.m):
+    # ap += d_recall * (old_precision + precision) / 2, old_precision = 1 before rank 1.
     #   query 0: rank 3 (hit 1): (0/2 + 1/3)/2 = 1/6; rank 4 (hit 2): (1/3 + 2/4)/2 = 5/12;
     #            rank 5 (hit 3): (2/4 + 3/5)/2 = 0.55 → AP = (1/6 + 5/12 + 0.55)/3 = 0.377778
     #   query 1: rank 2 (hit 1): (0/1 + 1/2)/2 = 1/4 → AP 0.25.  mAP = 100·(0.377778 + 0.25)/2.
     trap = reid_metrics(sims, np.array([7, 3]), np.array([7, 3, 7, 5, 7]), ap_rule="trapezoid")
     assert trap["t2i"]["map"] == approx(100 * ((1 / 6 + 5 / 12 + 0.55) / 3 + 0.25) / 2)
     assert trap["t2i"]["map"] == approx(31.3889, abs=1e-4)
+    # The official rule is the default (fidelity row #20).
+    assert reid_metrics(sims, [7, 3], [7, 3, 7, 5, 7])["t2i"]["map"] == approx(31.3889, abs=1e-4)
     # A correct image at rank 1 counts precision 1 under both rules.
-    assert reid_metrics([[0.9, 0.1]], [1], [1, 2])["t2i"]["map"] == 100.0
+    assert reid_metrics([[0.9, 0.1]], [1], [1, 2], ap_rule="standard")["t2i"]["map"] == 100.0
     assert reid_metrics([[0.9, 0.1]], [1], [1, 2], ap_rule="trapezoid")["t2i"]["map"] == 100.0
 
 
@@ -507,7 +509,7 @@ def test_reid_agrees_with_python_loops(seed):
     sims = np.round(rng.standard_normal((len(qid), n_gallery)), 1)  # ties
     expected = loop_reid(sims, qid, gid)
     for chunk_size in (None, 1, 4):
-        assert reid_metrics(sims, qid, gid, chunk_size=chunk_size) == close(expected)
+        assert reid_metrics(sims, qid, gid, chunk_size=chunk_size, ap_rule="standard") == close(expected)
 
 
 def test_reid_validation():

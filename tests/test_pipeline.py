@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from dpcnn.config import apply_overrides
 from dpcnn.data import pipeline
@@ -87,6 +88,49 @@ def test_crop_boxes_stay_inside_with_the_configured_aspect_and_size():
         # the box is 80-100 % (per side) of the largest box of that aspect that fits
         largest_w = min(w, h * aspect)
         assert 0.8 - 0.02 <= cw / largest_w <= 1.0 + 1e-6
+
+
+def test_crop_area_is_uniform_as_vl_imreadjpeg_draws_it():
+    # MatConvNet vl_imreadjpeg.cu (the crop-size block): a = maxCropSize², b = minCropSize²,
+    # size = sqrt(z * (b - a) + a), z ~ U[0, 1]. So the side at z is sqrt(0.64 + 0.36 z) for
+    # CropSize [0.8 1]: 0.8 at one end, 1 at the other, sqrt(0.82) = 0.905539 in the middle
+    # (a uniform side would give 0.9 there).
+    u = tf.constant([0.0, 0.5, 1.0, 0.25])
+    side = pipeline.crop_side(u, (0.8, 1.0)).numpy()
+    np.testing.assert_allclose(side, [0.8, math.sqrt(0.82), 1.0, math.sqrt(0.73)], rtol=1e-6)
+
+
+def _row_coded_image(path, width, height):
+    """A grey PNG whose every pixel of row r has the value r * 255 / (height - 1)."""
+    rows = np.round(np.linspace(0, 255, height)).astype(np.uint8)
+    Image.fromarray(np.repeat(np.repeat(rows[:, None, None], width, 1), 3, 2)).save(path)
+
+
+def _mean_height_covered(path, height, data, n=300):
+    fn = tf.function(lambda s: pipeline.train_image(tf.constant(str(path)), s, data))
+    covered = []
+    for i in range(n):
+        rows = fn(tf.constant([i, 11], tf.int64)).numpy()[..., 0] * (height - 1) / 255
+        covered.append((rows.max() - rows.min() + 1) / height)
+    return float(np.mean(covered))
+
+
+def test_squashed_frame_crops_cover_most_of_a_pedestrian(tmp_path):
+    # CUHK-PEDES: the official code squashes every image to 256 x 256
+    # (dataset/CUHK-PEDES-prepare/resize_image.m:22, aspect not kept) and crops that with
+    # CropSize [0.8 1], CropAnisotropy [3/4 4/3]. The crop then covers, of the picture's height,
+    # E[side] * E[min(1, 1/aspect)] = 0.9037 * 0.9345 = 0.8445 on average: E[sqrt(U[0.64, 1])]
+    # = (2/3)(1 - 0.8^3)/0.36 = 0.9037, and with ln(aspect) ~ U[-ln 4/3, ln 4/3] the box is as
+    # tall as the square for aspect <= 1 and 1/aspect of it otherwise,
+    # 0.5 + 0.5 (1 - 3/4) / ln(4/3) = 0.9345. Cropping the tall original instead covers ~0.36.
+    from dpcnn.config import DataConfig
+
+    path = tmp_path / "tall.png"
+    _row_coded_image(path, 64, 160)
+    data = DataConfig(image_size=56, resize_shorter=256, resize_square=True, flip=False)
+    assert _mean_height_covered(path, 160, data) == pytest.approx(0.8445, abs=0.03)
+    unsquashed = DataConfig(image_size=56, resize_shorter=256, resize_square=False, flip=False)
+    assert _mean_height_covered(path, 160, unsquashed) < 0.5
 
 
 def test_stage2_layout_positives_and_pool_outside_the_batch(tiny_cfg, tiny_data):

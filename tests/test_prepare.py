@@ -57,7 +57,8 @@ def user_data(tmp_path):
         ("7.jpg", ["zzz qqq"]),  # all out of vocabulary → the image has no usable caption
     ]
     val = [("8.jpg", caps), ("9.jpg", ["a red star"])]
-    test = [("10.jpg", ["onlyintest square"]), ("11.jpg", ["a green circle"])]
+    # a test caption with no in-vocabulary word is kept (the official test code keeps every caption)
+    test = [("10.jpg", ["onlyintest square"]), ("11.jpg", ["a green circle", "zzz qqq"])]
     files = {s: write_split(tmp_path, s, items, 100 * n) for n, (s, items) in
              enumerate((("train", train), ("val", val), ("test", test)))}
     vectors = write_vectors(tmp_path / "vectors.txt")
@@ -80,7 +81,8 @@ def test_bad_images_and_captions_are_excluded_and_reported(user_data):
     excluded = {e["path"].rsplit("/", 1)[-1]: e["reason"] for e in report["excluded_images"]}
     assert set(excluded) == {"corrupt.jpg", "garbage.jpg", "missing.jpg", "7.jpg"}
     assert report["counts"]["train"] == {"images": 7, "captions": 13}
-    assert report["counts"]["test"] == {"images": 2, "captions": 2}
+    assert report["counts"]["test"] == {"images": 2, "captions": 3}
+    assert report["kept_without_vocabulary_word"] == {"val": 0, "test": 1}
     assert report["num_classes"] == 7
     written = json.loads((prepared_dir(cfg) / "data_report.json").read_text())
     assert written["excluded_counts"] == counts
@@ -93,6 +95,9 @@ def test_bad_images_and_captions_are_excluded_and_reported(user_data):
     assert sorted(data.splits["train"].labels.tolist()) == list(range(7))
     # the test caption keeps its in-vocabulary word; its OOV word is dropped, not the caption
     assert data.vocab.decode([t for t in data.splits["test"].tokens[0] if t]) == "square"
+    # the all-OOV test caption is there, encoded as an empty row (its feature is the bias-only one)
+    assert data.splits["test"].captions[2] == "zzz qqq" and data.splits["test"].lengths[2] == 0
+    assert not data.splits["test"].tokens[2].any()
 
 
 def test_broken_word_vector_files_stop_with_a_message(user_data, capsys):

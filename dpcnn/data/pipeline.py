@@ -5,9 +5,9 @@ stateless random ops keyed by (seed, epoch), so the batches of step k of epoch e
 function of the config: a resumed run sees exactly the batches an uninterrupted run would,
 and ``skip_steps`` starts mid-epoch without decoding the skipped images.
 
-Training images (PAPER_SPEC §1): decode → random crop (side 80-100 % of the largest crop of an
-aspect ratio drawn log-uniformly in [3/4, 4/3]) → bicubic resize to S×S → optional horizontal
-flip. Pixels stay 0-255 RGB floats; the mean is subtracted inside the model.
+Training images (PAPER_SPEC §1): decode → random crop (area 64-100 % of the largest crop of an
+aspect ratio drawn log-uniformly in [3/4, 4/3], as ``vl_imreadjpeg.cu`` samples it; CUHK-PEDES:
+drawn in the 256 × 256 squashed frame) → bicubic resize to S×S → optional horizontal flip. Pixels stay 0-255 RGB floats; the mean is subtracted inside the model.
 
 Captions (PAPER_SPEC §2.1): left-aligned ids, shifted to a random start in {0 … L − len}.
 """
@@ -36,25 +36,51 @@ def decode_image(path: tf.Tensor) -> tf.Tensor:
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
-def random_crop_box(height, width, seed, crop_size, crop_aspect):
-    """A crop (y0, x0, h, w) as in ``vl_imreadjpeg`` with CropSize/CropAnisotropy/CropLocation random.
+def crop_side(uniform, crop_size):
+    """Side fraction of the crop from a U[0, 1) draw: √(lo² + u·(hi² − lo²)), so the crop's *area*
+    is uniform (``vl_imreadjpeg.cu``: ``size = sqrt(z * (b - a) + a)``, a = max², b = min²)."""
+    lo2, hi2 = float(crop_size[0]) ** 2, float(crop_size[1]) ** 2
+    return tf.sqrt(lo2 + uniform * (hi2 - lo2))
 
-    The aspect a = W/H is drawn log-uniformly in ``crop_aspect``; the largest a-shaped box that fits
-    is scaled by a side fraction drawn uniformly in ``crop_size``; its position is uniform.
+
+def random_crop_box(height, width, seed, crop_size, crop_aspect, square: int = 0):
+    """A crop (y0, x0, h, w) of an image [height, width] as ``vl_imreadjpeg`` draws it with
+    ``CropSize``, ``CropAnisotropy`` and ``CropLocation random`` (MatConvNet ``vl_imreadjpeg.cu``).
+
+    The aspect a = W/H is log-uniform in ``crop_aspect``; the largest a-shaped box that fits is
+    scaled by a side fraction √U[lo², hi²] (the *area* fraction is uniform in [lo², hi²]); the
+    position is uniform over whole pixels. With ``square`` = S > 0 the box is drawn in the S × S
+    image that the official code crops (CUHK-PEDES ``resize_image.m`` squashes every image to
+    256 × 256) and mapped back onto the original image, so it covers the same part of the picture.
     """
     seeds = tf.random.experimental.stateless_split(seed, num=4)
-    h = tf.cast(height, tf.float32)
-    w = tf.cast(width, tf.float32)
+    if square:
+        frame_h = frame_w = tf.constant(int(square), tf.int32)
+    else:
+        frame_h, frame_w = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+    fh, fw = tf.cast(frame_h, tf.float32), tf.cast(frame_w, tf.float32)
     log_lo, log_hi = math.log(crop_aspect[0]), math.log(crop_aspect[1])
     aspect = tf.exp(tf.random.stateless_uniform([], seeds[0], log_lo, log_hi))
-    box_w = tf.minimum(w, h * aspect)
+    box_w = tf.minimum(fw, fh * aspect)
     box_h = box_w / aspect
-    scale = tf.random.stateless_uniform([], seeds[1], crop_size[0], crop_size[1])
-    ch = tf.clip_by_value(tf.cast(tf.round(box_h * scale), tf.int32), 1, height)
-    cw = tf.clip_by_value(tf.cast(tf.round(box_w * scale), tf.int32), 1, width)
-    y0 = tf.cast(tf.floor(tf.random.stateless_uniform([], seeds[2]) * tf.cast(height - ch + 1, tf.float32)), tf.int32)
-    x0 = tf.cast(tf.floor(tf.random.stateless_uniform([], seeds[3]) * tf.cast(width - cw + 1, tf.float32)), tf.int32)
-    return tf.minimum(y0, height - ch), tf.minimum(x0, width - cw), ch, cw
+    side = crop_side(tf.random.stateless_uniform([], seeds[1]), crop_size)
+    ch = tf.clip_by_value(tf.cast(tf.round(box_h * side), tf.int32), 1, frame_h)
+    cw = tf.clip_by_value(tf.cast(tf.round(box_w * side), tf.int32), 1, frame_w)
+    y0 = tf.cast(tf.floor(tf.random.stateless_uniform([], seeds[2]) * tf.cast(frame_h - ch + 1, tf.float32)), tf.int32)
+    x0 = tf.cast(tf.floor(tf.random.stateless_uniform([], seeds[3]) * tf.cast(frame_w - cw + 1, tf.float32)), tf.int32)
+    y0, x0 = tf.minimum(y0, frame_h - ch), tf.minimum(x0, frame_w - cw)
+    if not square:
+        return y0, x0, ch, cw
+    sy, sx = tf.cast(height, tf.float32) / fh, tf.cast(width, tf.float32) / fw
+
+    def to_image(start, size, scale, limit):
+        lo = tf.cast(tf.round(tf.cast(start, tf.float32) * scale), tf.int32)
+        hi = tf.cast(tf.round(tf.cast(start + size, tf.float32) * scale), tf.int32)
+        lo = tf.clip_by_value(lo, 0, limit - 1)
+        return lo, tf.clip_by_value(hi - lo, 1, limit - lo)
+
+    (y0, ch), (x0, cw) = to_image(y0, ch, sy, height), to_image(x0, cw, sx, width)
+    return y0, x0, ch, cw
 
 
 def train_image(path: tf.Tensor, seed: tf.Tensor, data: DataConfig) -> tf.Tensor:
@@ -62,7 +88,8 @@ def train_image(path: tf.Tensor, seed: tf.Tensor, data: DataConfig) -> tf.Tensor
     image = decode_image(path)
     shape = tf.shape(image)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
-    y0, x0, ch, cw = random_crop_box(shape[0], shape[1], crop_seed, data.crop_size, data.crop_aspect)
+    square = data.resize_shorter if data.resize_square else 0
+    y0, x0, ch, cw = random_crop_box(shape[0], shape[1], crop_seed, data.crop_size, data.crop_aspect, square)
     crop = tf.image.crop_to_bounding_box(image, y0, x0, ch, cw)
     out = tf.image.resize(tf.cast(crop, tf.float32), [data.image_size, data.image_size],
                           method="bicubic", antialias=True)
