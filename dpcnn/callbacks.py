@@ -21,8 +21,7 @@ log = logging.getLogger(__name__)
 META = "state.json"
 
 
-class DivergedError(RuntimeError):
-    """The loss became NaN/inf; the message says where the last good weights are."""
+from dpcnn.errors import DivergedError  # noqa: E402,F401  (re-exported)
 
 
 class NaNGuard(keras.callbacks.TerminateOnNaN):

@@ -24,9 +24,7 @@ Schedule = tuple[tuple[int, float], ...]
 """A piecewise-constant learning-rate schedule: ``((epochs, global_lr), ...)``."""
 
 
-class ConfigError(ValueError):
-    """A configuration value, key or file is invalid; the message says what to do."""
-
+from dpcnn.errors import ConfigError  # noqa: E402  (re-exported: dpcnn.config.ConfigError)
 
 # --------------------------------------------------------------------------------------------
 # Sections

@@ -1,25 +1,60 @@
-"""The exceptions that mean "the user can fix this": the CLI prints their message, not a traceback.
+"""The errors a user can fix. The CLI prints their message as one line and exits with status 2.
 
-Matched by qualified class name (through the exception's MRO) so that checking an error never
-imports TensorFlow: ``dpcnn download`` and ``dpcnn --help`` start fast.
+Every such error derives from :class:`UserError`. This module imports nothing heavy, so that
+checking an error never imports TensorFlow (``dpcnn download`` and ``dpcnn --help`` start fast).
+The built-in base classes (``ValueError``, ``FileNotFoundError`` …) stay, so code that catches
+those keeps working.
 """
 
 from __future__ import annotations
 
-USER_ERRORS = frozenset({
-    "dpcnn.config.ConfigError",
-    "dpcnn.data.sources.DataNotFoundError",
-    "dpcnn.data.word_vectors.WordVectorsError",
-    "dpcnn.data.download.DownloadError",
-    "dpcnn.data.download.UnsafeArchiveError",
-    "dpcnn.data.download.UnknownItemError",
-    "dpcnn.model.image_branch.WeightsUnavailableError",
-    "dpcnn.run_dir.RunDirError",
-    "dpcnn.callbacks.DivergedError",
-    "builtins.FileNotFoundError",
-})
+
+class UserError(Exception):
+    """Something the user can fix; the message says what and how."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value, key or file is invalid."""
+
+
+class DataError(UserError, ValueError):
+    """A dataset file is malformed as a whole (not one bad item: those are counted exclusions)."""
+
+
+class DataNotFoundError(UserError, FileNotFoundError):
+    """A dataset file or folder is missing; the message says which, which key sets it, how to get it."""
+
+
+class WordVectorsError(UserError, ValueError):
+    """A word-vector file that cannot be used; the message names the file, where, and what to do."""
+
+
+class DownloadError(UserError, RuntimeError):
+    """A download failed. ``resumable`` is True when a ``.part`` file was kept for a later resume."""
+
+    def __init__(self, message: str, *, url: str = "", resumable: bool = False) -> None:
+        super().__init__(message)
+        self.url = url
+        self.resumable = resumable
+
+
+class RunError(UserError, RuntimeError):
+    """A run folder cannot be used as asked (missing, foreign, finished, another config)."""
+
+
+class DivergedError(UserError, RuntimeError):
+    """The loss became NaN/inf; the message says where the last good weights are."""
+
+
+class WeightsUnavailableError(UserError, RuntimeError):
+    """ImageNet weights could not be loaded; the message names the file and where to put it."""
+
+
+class SearchError(UserError, ValueError):
+    """A query or gallery that cannot be searched."""
 
 
 def is_user_error(error: BaseException) -> bool:
-    """True for errors whose message tells the user what to do (see USER_ERRORS)."""
-    return any(f"{cls.__module__}.{cls.__qualname__}" in USER_ERRORS for cls in type(error).__mro__)
+    """True for errors whose message tells the user what to do (a UserError, or an OS error such
+    as a missing file, a permission problem or a full disk, whose message names the path)."""
+    return isinstance(error, (UserError, OSError))

@@ -26,8 +26,7 @@ WEIGHTS = "model.weights.h5"
 DONE = "done.json"
 
 
-class RunDirError(RuntimeError):
-    """The run folder cannot be used as asked; the message says what to do."""
+from dpcnn.errors import RunError as RunDirError  # noqa: E402
 
 
 def stage_dir(run: Path, stage: int) -> Path:

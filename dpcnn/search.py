@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from dpcnn import run_dir as rd
-from dpcnn.config import Config, ConfigError
+from dpcnn.config import Config
 from dpcnn.report import check_run, resolve_stage
 from dpcnn.utils import atomic_write_bytes
 
@@ -39,10 +39,7 @@ GALLERY_DIR = "gallery"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class SearchError(ConfigError):
-    """A query or gallery that cannot be searched; the message says why and what to do.
-
-    A ConfigError (hence a ValueError) so that the CLI prints it as a user error (exit 2)."""
+from dpcnn.errors import SearchError  # noqa: E402
 
 
 @dataclass(frozen=True)

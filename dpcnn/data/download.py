@@ -61,13 +61,7 @@ _TRANSIENT_HTTP = (408, 425, 429, 500, 502, 503, 504)
 # --------------------------------------------------------------------------------------------
 
 
-class DownloadError(RuntimeError):
-    """A download failed. ``resumable`` is True when a ``.part`` file was kept for a later resume."""
-
-    def __init__(self, message: str, *, url: str = "", resumable: bool = False) -> None:
-        super().__init__(message)
-        self.url = url
-        self.resumable = resumable
+from dpcnn.errors import DownloadError, UserError  # noqa: E402
 
 
 class ChecksumError(DownloadError):
@@ -88,7 +82,7 @@ class ChecksumError(DownloadError):
         self.actual = actual
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(UserError, ValueError):
     """An archive member would be written outside the extraction folder (or is a special file)."""
 
     def __init__(self, archive: Path, member: str, reason: str) -> None:
@@ -102,7 +96,7 @@ class ManualDownloadRequired(RuntimeError):
     """The dataset cannot be fetched automatically; the message holds the manual steps."""
 
 
-class UnknownItemError(ValueError):
+class UnknownItemError(UserError, ValueError):
     """The name is not in the download registry; the message lists the valid names."""
 
 

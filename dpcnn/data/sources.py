@@ -53,8 +53,7 @@ CUHK_PEDES_FORM = ("CUHK-PEDES comes via a request form "
                    "`dpcnn download cuhk-pedes` prints the manual steps")
 
 
-class DataNotFoundError(FileNotFoundError):
-    """A dataset file or folder is missing; the message says which, which key sets it, how to get it."""
+from dpcnn.errors import DataNotFoundError  # noqa: E402
 
 
 def _require(path: Path, what: str, setting: str, how: str) -> Path:

@@ -51,8 +51,7 @@ EMBEDDINGS_FILE = "embeddings.npy"
 META_FILE = "embeddings_meta.json"
 
 
-class WordVectorsError(ValueError):
-    """A word-vector file that cannot be used; the message names the file, where, and what to do."""
+from dpcnn.errors import WordVectorsError  # noqa: E402
 
 
 @dataclass

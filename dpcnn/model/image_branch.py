@@ -38,8 +38,7 @@ _VGGS = {
 _WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
-class WeightsUnavailableError(RuntimeError):
-    """ImageNet weights could not be loaded; the message names the file and where to put it."""
+from dpcnn.errors import WeightsUnavailableError  # noqa: E402
 
 
 def uses_caffe_weights(cfg: ModelConfig) -> bool:
