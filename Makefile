@@ -14,8 +14,23 @@ TEXT    ?= a red circle to the left of a blue square
 K       ?= 5
 SET     ?=
 SET_ARGS := $(if $(strip $(SET)),--set $(SET),)
+PROTOCOL ?=
+STAGE    ?=
+SPLIT    ?= test
+OUT      ?= exports/$(notdir $(RUN))
+IMAGES   ?=
+EVAL_ARGS := --split $(SPLIT) $(if $(strip $(PROTOCOL)),--protocol $(PROTOCOL),) $(if $(strip $(STAGE)),--stage $(STAGE),)
 
-.PHONY: setup dev demo test data prepare train eval search notebooks bench lint clean
+# The Colab stack (constraints/colab.txt) in its own venv, built with a Python 3.13:
+# pyenv's newest 3.13.x, else `pyenv which python3.13`, else python3.13 on PATH (or PYTHON_COLAB=...).
+PYENV_ROOT   ?= $(HOME)/.pyenv
+VENV_COLAB   ?= .venv-colab
+COLAB_PINS   := constraints/colab.txt
+ifndef PYTHON_COLAB
+PYTHON_COLAB := $(or $(shell ls -d $(PYENV_ROOT)/versions/3.13*/bin/python3.13 2>/dev/null | grep -v 't/bin/' | sort -V | tail -n 1),$(shell pyenv which python3.13 2>/dev/null),$(shell command -v python3.13 2>/dev/null))
+endif
+
+.PHONY: setup dev demo test dev-colab test-colab data prepare train eval search export alt-text notebooks bench mutants lint clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +40,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -e '.[dev]'
+	@touch $@
+
+$(VENV_COLAB)/.installed: setup.cfg pyproject.toml $(COLAB_PINS)
+	@"$(PYTHON_COLAB)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || { echo "make: no Python 3.13 for the Colab stack (looked in $(PYENV_ROOT)/versions/3.13*, pyenv which python3.13, python3.13 on PATH; got '$(PYTHON_COLAB)'): pyenv install 3.13, or make test-colab PYTHON_COLAB=/path/to/python3.13" >&2; exit 1; }
+	@$(VENV_COLAB)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || $(PYTHON_COLAB) -m venv --clear $(VENV_COLAB)
+	$(VENV_COLAB)/bin/python -m pip install --upgrade pip setuptools wheel
+	$(VENV_COLAB)/bin/python -m pip install -c $(COLAB_PINS) -e '.[dev]'
 	@touch $@
 
 setup: $(VENV)/.installed          ## create .venv and install dpcnn (idempotent)
@@ -37,6 +59,11 @@ demo: setup                        ## the main job on the embedded synthetic dat
 test: dev                          ## the whole suite, notebooks included
 	$(BIN)/python -m pytest
 
+dev-colab: $(VENV_COLAB)/.installed  ## .venv-colab: Python 3.13 + dpcnn[dev] under constraints/colab.txt (idempotent)
+
+test-colab: dev-colab              ## the whole suite on the Colab stack (.venv-colab)
+	$(VENV_COLAB)/bin/python -m pytest
+
 data: setup                        ## fetch a public dataset: make data DATASET=coco|flickr30k-splits|karpathy-splits|word2vec
 	$(DPCNN) download $(DATASET) --root $(ROOT)
 
@@ -46,11 +73,17 @@ prepare: setup                     ## validate data and build the caches: make p
 train: setup                       ## make train CONFIG=coco RUN=runs/coco [SET="train.strategy=mirrored"]
 	$(DPCNN) train --config $(CONFIG) --run $(RUN) $(SET_ARGS)
 
-eval: setup                        ## make eval RUN=runs/coco
-	$(DPCNN) eval --run $(RUN)
+eval: setup                        ## make eval RUN=runs/coco [PROTOCOL="1k 5k"] [STAGE=1] [SPLIT=val]
+	$(DPCNN) eval --run $(RUN) $(EVAL_ARGS)
 
 search: setup                      ## make search RUN=runs/demo TEXT="a red circle"
 	$(DPCNN) search --run $(RUN) --text "$(TEXT)" --k $(K) --out $(RUN)/search.png
+
+export: setup                      ## make export RUN=runs/demo [OUT=exports/demo]
+	$(DPCNN) export --run $(RUN) --out $(OUT)
+
+alt-text: setup                    ## make alt-text RUN=runs/demo IMAGES=my_photos/ : nearest existing captions -> $(RUN)/alt.csv
+	$(DPCNN) alt-text --run $(RUN) --images $(IMAGES) --out $(RUN)/alt.csv --html
 
 notebooks: dev                     ## execute the five notebooks (outputs are not written back)
 	$(BIN)/python -m pytest -m notebooks tests/test_notebooks.py
@@ -58,9 +91,12 @@ notebooks: dev                     ## execute the five notebooks (outputs are no
 bench: dev                         ## speed and memory ratios against same-run baselines
 	$(BIN)/python benchmarks/run_all.py
 
+mutants: dev                       ## single-line mutations of the paper's core: every one must make a fast test fail
+	$(BIN)/python tools/mutants.py
+
 lint: dev
-	$(BIN)/ruff check dpcnn tests benchmarks
+	$(BIN)/ruff check dpcnn tests benchmarks tools
 
 clean:                             ## remove the venv, caches and generated data (not runs/)
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) $(VENV_COLAB) .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,7 +1,8 @@
 """The ``dpcnn`` command line (DESIGN §1): one small function per sub-command.
 
-Errors a user can fix (bad config, missing data, a run folder that would be overwritten) are
-printed as one clear message with exit status 2, not as a traceback.
+Every error a user can fix (a bad config, missing or malformed data, a run folder that would be
+overwritten, a permission problem, a full disk) is printed as one line — ``dpcnn <command>:
+error: …`` — with exit status 2, never a traceback. ``--help`` imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,19 +13,23 @@ import os
 import sys
 from pathlib import Path
 
-from dpcnn.config import PRESET_NAMES, ConfigError
-
 log = logging.getLogger("dpcnn.cli")
 
-
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+PRESETS_HELP = ("a preset (tiny, demo, demo-full, flickr30k, flickr30k-karpathy, coco, cuhk-pedes, "
+                "or a paper preset's tiny variant such as coco:tiny) or a config .json file")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="demo", help=f"a preset ({', '.join(PRESET_NAMES)}) or a config .json file")
+    p.add_argument("--config", default="demo", help=PRESETS_HELP)
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override config values (repeatable); unknown keys are listed")
+                   help="override config values (repeatable; `dpcnn config --keys` lists them)")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a run folder of `dpcnn train`")
+    source.add_argument("--model", help="an export folder of `dpcnn export`")
+    p.add_argument("--stage", type=int, choices=(1, 2), default=None, help="with --run: default the last finished stage")
 
 
 def _resolve(args):
@@ -36,36 +41,49 @@ def _resolve(args):
 # --------------------------------------------------------------------------------------------
 
 
-def cmd_prepare(args) -> int:
-    from dpcnn.prepare import prepare, summarize
+def cmd_config(args) -> int:
+    from dpcnn.config import valid_keys
 
-    cfg = _resolve(args)
-    report = prepare(cfg)
-    print(summarize(report))
+    print("\n".join(valid_keys()) if args.keys else _resolve(args).to_json())
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from dpcnn.data.prepare import prepare, summarize
+
+    print(summarize(prepare(_resolve(args))))
     return 0
 
 
 def cmd_train(args) -> int:
-    from dpcnn.training import train
+    from dpcnn.training.trainer import train
 
-    cfg = _resolve(args)
-    train(cfg, args.run, stage=args.stage, overwrite=args.overwrite, verbose=1 if sys.stdout.isatty() else 2)
+    train(_resolve(args), args.run, stage=args.stage, overwrite=args.overwrite, verbose=1 if sys.stdout.isatty() else 2)
     print(f"training finished: {args.run}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from dpcnn.report import evaluate_run
+    from dpcnn.evaluation import evaluate_run
 
-    out = evaluate_run(Path(args.run), split=args.split, protocols=args.protocol, stage=args.stage)
-    print(out)
+    print(evaluate_run(Path(args.run), split=args.split, protocols=args.protocol, stage=args.stage))
     return 0
 
 
 def cmd_search(args) -> int:
     from dpcnn.search import search_command
 
-    print(search_command(args))
+    print(search_command(args.run or args.model, text=args.text, image=args.image, gallery=args.gallery,
+                         captions=args.captions, k=args.k, out=args.out, as_json=args.json, stage=args.stage,
+                         is_run=args.run is not None))
+    return 0
+
+
+def cmd_alt_text(args) -> int:
+    from dpcnn.alt_text import alt_text_command
+
+    print(alt_text_command(args.run or args.model, args.images, args.out, captions=args.captions, k=args.k,
+                           write_page=args.html, stage=args.stage))
     return 0
 
 
@@ -85,6 +103,7 @@ def cmd_demo(args) -> int:
 
 def cmd_download(args) -> int:
     from dpcnn.data import download
+    from dpcnn.errors import ConfigError
 
     available = download.available()
     if args.name not in available:
@@ -116,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="data")
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("prepare", help="validate images and captions, build vocabulary and embedding cache")
+    p = sub.add_parser("config", help="print the resolved configuration (or every key with --keys)")
+    _config_args(p)
+    p.add_argument("--keys", action="store_true", help="list every section.key that --set accepts")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("prepare", help="validate images and captions, build the vocabulary and embedding matrix")
     _config_args(p)
     p.set_defaults(func=cmd_prepare)
 
@@ -127,26 +151,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a finished run or one with another config")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="write DIR/metrics.json and DIR/metrics.md")
+    p = sub.add_parser("eval", help="write DIR/metrics.json and DIR/metrics.md (needs the split's images and captions)")
     p.add_argument("--run", required=True)
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--protocol", nargs="+", choices=("full", "1k", "5k", "reid"), default=None,
-                   help="default: the config's eval.protocols")
+                   help="default: the config's eval.protocols that the split can support")
     p.add_argument("--stage", type=int, choices=(1, 2), default=None, help="default: the last finished stage")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("search", help="retrieval on the run's test gallery or a folder of images")
-    p.add_argument("--run", required=True)
+    p = sub.add_parser("search", help="text → images of a gallery, or image → captions")
+    _model_args(p)
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--text", help="a caption to search images with")
     q.add_argument("--image", help="an image to search captions with")
+    p.add_argument("--gallery", help="a folder of images (recursive) for --text; with --run the default is its test split")
+    p.add_argument("--captions", help="captions for --image: one a line, or a COCO-format .json (default: the model's training captions)")
     p.add_argument("--k", type=int, default=5)
-    p.add_argument("--gallery", default=None, help="a folder of your own images (text search)")
-    p.add_argument("--out", default=None, help="write a picture of the results (PNG)")
-    p.add_argument("--stage", type=int, choices=(1, 2), default=None)
+    p.add_argument("--out", help="write a picture of the results (PNG)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("export", help="the two encoders as .keras files plus the vocabulary")
+    p = sub.add_parser("alt-text", help="suggest alt text for images: the nearest EXISTING captions (retrieval, not generation)",
+                       description="For each image, the k captions of a corpus (default: the model's training captions) "
+                                   "nearest to it in the joint embedding, with their cosine scores. This retrieves "
+                                   "existing captions; it does not generate new sentences.")
+    _model_args(p)
+    p.add_argument("--images", required=True, help="a folder of images (recursive) or a CSV with a 'path' column")
+    p.add_argument("--out", required=True, help="the CSV to write (path, rank, caption, score, error)")
+    p.add_argument("--captions", help="the caption corpus: one a line, or a COCO-format .json")
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--html", action="store_true", help="also write OUT.html: thumbnails beside their suggestions")
+    p.set_defaults(func=cmd_alt_text)
+
+    p = sub.add_parser("export", help="the two feature models as .keras files, the vocabulary and a README")
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--stage", type=int, choices=(1, 2), default=None)
@@ -155,21 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_tensorflow()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from dpcnn.errors import is_user_error
     from dpcnn.utils import setup_logging
 
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
-    from dpcnn.errors import is_user_error
-
     try:
         return args.func(args)
-    except Exception as e:
-        if not is_user_error(e):
-            raise
-        print(f"dpcnn {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"dpcnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not is_user_error(e):
+            raise
+        message = " ".join(str(e).split()) if not isinstance(e, OSError) or e.filename is None else f"{e.strerror}: {e.filename}"
+        print(f"dpcnn {args.command}: error: {message}", file=sys.stderr)
+        return 2

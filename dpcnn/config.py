@@ -1,34 +1,42 @@
-"""Configuration: frozen dataclasses, presets, ``--set section.key=value`` overrides, JSON I/O.
+"""Configuration: frozen dataclasses, ``--set section.key=value`` overrides, validation, JSON I/O.
 
-Every number that moves a reported result lives here. Paper presets take their values from
-PAPER_SPEC.md (cited per field); every deviation is a field whose paper value is the paper
-preset's default and a row in ``docs/fidelity.md``.
+Every number that moves a reported result lives here; the presets that fill them in are in
+:mod:`dpcnn.presets` (paper presets take PAPER_SPEC.md's values; every deviation is a field whose
+paper value is the paper preset's default and a row in ``docs/fidelity.md``).
 
 Sections: ``data`` (which dataset, tokenisation, image pre-processing), ``synthetic`` (the
-embedded shapes dataset), ``model`` (architecture sizes), ``train`` (stages, optimiser,
-losses, scale-out) and ``eval`` (test-time features, protocols).
+embedded shapes dataset), ``model`` (architecture sizes), ``train`` (stages, optimiser and its
+multiplier tables, losses, scale-out) and ``eval`` (test-time features, protocols).
+
+``--set`` values are parsed by the field's type: booleans (true/false/yes/no/on/off/1/0), numbers,
+strings, lists (``a,b,c`` or JSON ``[...]``), schedules ``epochs:lr,epochs:lr`` and multiplier
+tables, where ``pattern:multiplier,…`` changes rows (an existing pattern gets the new value, a new
+one is put first) and a JSON list ``[["pattern", m], …]`` replaces the whole table.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import logging
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dpcnn.errors import ConfigError
+from dpcnn.training.multipliers import PAPER_STAGE1, PAPER_STAGE2, Rules, update_rules
+
+log = logging.getLogger(__name__)
+
 Schedule = tuple[tuple[int, float], ...]
 """A piecewise-constant learning-rate schedule: ``((epochs, global_lr), ...)``."""
 
-
-from dpcnn.errors import ConfigError  # noqa: E402  (re-exported: dpcnn.config.ConfigError)
-
-# --------------------------------------------------------------------------------------------
-# Sections
-# --------------------------------------------------------------------------------------------
+__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "Rules", "Schedule",
+           "SyntheticConfig", "TrainConfig", "apply_overrides", "resolve", "validate"]
 
 
 @dataclass(frozen=True)
@@ -36,25 +44,26 @@ class DataConfig:
     """Which data, how captions are tokenised, how images are pre-processed (PAPER_SPEC §1, §2.1, §6)."""
 
     dataset: str = "synthetic"
-    """synthetic | coco | coco-format | flickr30k | cuhk-pedes."""
+    """synthetic | coco | coco-format | flickr30k | cuhk-pedes (see ``dpcnn.data.datasets``)."""
     root: str = "data"
     """Folder that holds the downloaded datasets (``dpcnn download --root``)."""
     annotations: str = ""
-    """coco: Karpathy ``dataset_coco.json``; coco-format: the training captions file (or the only one);
-    flickr30k: ``results_20130124.token`` or Karpathy ``dataset_flickr30k.json``; cuhk-pedes: ``reid_raw.json``.
-    Empty: the dataset's default location under ``root``."""
+    """coco: Karpathy ``dataset_coco.json``, or your own COCO-format captions file; coco-format: the
+    training captions file (or the only one); flickr30k: ``results_20130124.token`` or Karpathy
+    ``dataset_flickr30k.json``; cuhk-pedes: ``reid_raw.json``. Empty: the dataset's default path."""
     images: str = ""
     """Image folder. Empty: the dataset's default location under ``root``."""
     val_annotations: str = ""
-    """coco-format only: an optional validation captions file."""
+    """coco-format: an optional validation captions file."""
     test_annotations: str = ""
-    """coco-format only: an optional test captions file."""
+    """coco-format: an optional test captions file."""
     split: str = "paper"
-    """flickr30k: paper (Flickr8k test/dev lists) | karpathy. coco: karpathy. coco-format: given | random."""
+    """flickr30k: paper (Flickr8k test/dev lists) | karpathy. coco: karpathy."""
     split_seed: int = 1
-    """Seed for splitting a single coco-format file by image."""
-    holdout_images: int = 1000
-    """coco-format with a single file: images held out for val and for test (each)."""
+    """Seed for holding images out of a single coco-format file."""
+    holdout_images: int = 0
+    """coco-format without val/test files: images held out for each of them. 0 = 10 % of the
+    file's images each, at most 1,000 (logged)."""
     word_vectors: str = ""
     """A word2vec-format file (binary or text, any dimension). Empty: the dataset's default
     (GoogleNews under ``root``; the synthetic dataset trains its own with gensim at prepare)."""
@@ -82,8 +91,11 @@ class DataConfig:
     """Random horizontal flip in training (the synthetic captions say left/right: off there)."""
     pixel_mean: tuple[float, ...] = ()
     """RGB mean subtracted from 0-255 pixels. Empty: computed over the training images at prepare."""
+    cache_images: bool = False
+    """Keep the decoded training images in memory after the first epoch (small datasets; the
+    random crop is still drawn every epoch from the decoded image)."""
     prepared_dir: str = ""
-    """Where prepare writes the manifest, vocabulary and embedding cache. Empty: derived."""
+    """Where prepare writes the manifest, vocabulary and embedding matrix. Empty: derived."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,7 @@ class ModelConfig:
     image_weights: str = "imagenet"
     """imagenet | none | path to a ``.weights.h5`` file for the backbone."""
     backbone_bn: str = "batch_stats"
-    """Frozen backbone's BN in stage I: batch_stats (MatConvNet: batch statistics, running
+    """A frozen backbone's BN in stage I: batch_stats (MatConvNet: batch statistics, running
     statistics untouched) | frozen (Keras trainable=False: running statistics)."""
     small_widths: tuple[int, ...] = (32, 64, 128, 256)
     """small backbone: channels of each residual stage (each stage halves the resolution)."""
@@ -153,23 +165,13 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
-    """Coupled L2 added to the gradient (weight-decay multiplier 1 on every new parameter)."""
-    lr_conv: float = 0.1
-    lr_bn_gamma: float = 0.2
-    lr_bn_beta: float = 0.1
-    lr_classifier_w: float = 0.01
-    lr_classifier_b: float = 0.02
-    lr_embedding: float = 1e-3
-    """Per-parameter learning-rate multipliers of the new layers (PAPER_SPEC §5)."""
-    stage1_backbone_lr: float = 0.0
-    """Stage-I multiplier of every backbone parameter. 0 = frozen (paper). CPU presets train
-    their randomly initialised backbone like a new layer."""
-    stage2_backbone_conv: float = 0.02
-    stage2_backbone_gamma: float = 0.001
-    stage2_backbone_beta: float = 0.02
-    stage2_backbone_first_conv: float = 1e-4
+    """Coupled L2 added to the gradient (weight-decay multiplier 1 on every trained parameter)."""
+    stage1_multipliers: Rules = PAPER_STAGE1
+    stage2_multipliers: Rules = PAPER_STAGE2
+    """Per-parameter LR multipliers: (pattern, multiplier) rows, first match wins
+    (``dpcnn.training.multipliers``; PAPER_SPEC §5)."""
     stage2_backbone_bn_momentum: float = 0.999
-    """Stage-II backbone multipliers and BN momentum (PAPER_SPEC §5, inferred ordering)."""
+    """Stage-II backbone BN running-statistics momentum (MatConvNet rate 0.001)."""
     stage1_loss_weights: tuple[float, float, float] = (0.0, 1.0, 1.0)
     stage2_loss_weights: tuple[float, float, float] = (2.0, 1.0, 0.1)
     """rank : image instance : text instance (the official derOutputs, PAPER_SPEC §4.3)."""
@@ -183,12 +185,14 @@ class TrainConfig:
     strategy: str = "default"
     """default | mirrored | multiworker | tpu (tf.distribute)."""
     tpu: str = ""
-    """TPU address for strategy=tpu ('' = the Colab/Cloud default resolver)."""
-    mixed_precision: bool = False
-    """mixed_float16 compute on GPU; logits, losses and variables stay float32."""
+    """TPU address for strategy=tpu ('' = try 'local', the Colab / Cloud TPU VM, then the default resolver)."""
+    mixed_precision: str = "auto"
+    """mixed_float16 compute (logits, losses and variables stay float32): true | false | auto (on a GPU)."""
+    jit_compile: str = "false"
+    """XLA for the training step: true | false | auto (on a GPU or TPU)."""
     seed: int = 0
     backup_every: int = 200
-    """Steps between mid-stage backups (BackupAndRestore)."""
+    """Steps between mid-stage backups."""
     validate_every: int = 1
     """Epochs between validation retrieval measurements (0 = never)."""
     val_images: int = 1000
@@ -212,6 +216,14 @@ class EvalConfig:
     """reid mAP: trapezoid (the official compute_AP_rerank.m) | standard (mean precision at the hits)."""
 
 
+SECTIONS = {"data": DataConfig, "synthetic": SyntheticConfig, "model": ModelConfig, "train": TrainConfig,
+            "eval": EvalConfig}
+
+ENVIRONMENT_KEYS = ("train.strategy", "train.tpu", "train.mixed_precision", "train.jit_compile",
+                    "train.backup_every", "train.validate_every", "eval.batch_size")
+"""Keys that say where and how a run executes, not what it computes: a resumed run may change them."""
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration of a run."""
@@ -223,34 +235,41 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        return json.dumps(self.to_dict(), indent=2)
 
     def save(self, path: str | Path) -> None:
         from dpcnn.utils import atomic_write_text
 
         atomic_write_text(path, self.to_json() + "\n")
 
+    def get(self, key: str) -> Any:
+        """The value of ``section.key`` (or ``name``)."""
+        if key == "name":
+            return self.name
+        section, attr = key.split(".", 1)
+        return getattr(getattr(self, section), attr)
+
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Config:
-        unknown = set(raw) - {f.name for f in fields(cls)}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"a config is a JSON object of sections, got {type(raw).__name__}")
+        unknown = set(raw) - {"name", *SECTIONS}
         if unknown:
-            raise ConfigError(
-                f"unknown config section(s) {sorted(unknown)}; valid: {[f.name for f in fields(cls)]}"
-            )
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in raw:
-                continue
-            if f.name == "name":
-                kwargs["name"] = str(raw["name"])
-                continue
-            section_cls = _section_classes()[f.name]
-            kwargs[f.name] = _section_from_dict(section_cls, f.name, raw[f.name])
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; valid: name, {', '.join(SECTIONS)}")
+        kwargs: dict[str, Any] = {"name": str(raw.get("name", "custom"))}
+        for section, section_cls in SECTIONS.items():
+            values = raw.get(section, {})
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"config section '{section}' must be an object, got {type(values).__name__}")
+            hints = typing.get_type_hints(section_cls)
+            for key in values:
+                if key not in hints:
+                    raise ConfigError(unknown_key_message(f"{section}.{key}"))
+            kwargs[section] = section_cls(**{k: coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()})
         cfg = cls(**kwargs)
         validate(cfg)
         return cfg
@@ -258,174 +277,175 @@ class Config:
     @classmethod
     def load(cls, path: str | Path) -> Config:
         try:
-            raw = json.loads(Path(path).read_text())
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as e:
             raise ConfigError(f"config file {path} does not exist") from e
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {path} is not valid JSON: {e}") from e
         return cls.from_dict(raw)
 
 
-def _section_classes() -> dict[str, type]:
-    return {
-        "data": DataConfig,
-        "synthetic": SyntheticConfig,
-        "model": ModelConfig,
-        "train": TrainConfig,
-        "eval": EvalConfig,
-    }
-
-
-def _section_from_dict(section_cls: type, section: str, raw: Any) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"config section '{section}' must be an object, got {type(raw).__name__}")
-    hints = typing.get_type_hints(section_cls)
-    valid = [f.name for f in fields(section_cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in valid:
-            raise ConfigError(_unknown_key_message(f"{section}.{key}"))
-        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
-    return section_cls(**kwargs)
-
-
 # --------------------------------------------------------------------------------------------
-# Value parsing and type checking
+# Values: one coercion by type hint, one parser for command-line text
 # --------------------------------------------------------------------------------------------
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
-def _parse_text(text: str, hint: Any, key: str) -> Any:
-    """Parse a ``--set`` value written on the command line into the field's type."""
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        low = text.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{key} expects true/false, got '{text}'")
-    if hint in (int, float, str):
-        return _coerce(text, hint, key)
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` (from JSON or parsed text) checked and converted to the field type ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is tuple:
-        stripped = text.strip()
-        if stripped.startswith("["):
-            try:
-                return _coerce(json.loads(stripped), hint, key)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{key}: '{text}' is not valid JSON ({e})") from e
-        if stripped == "":
-            return _coerce([], hint, key)
-        args = typing.get_args(hint)
-        inner = args[0]
-        if typing.get_origin(inner) is tuple:  # a schedule: "40:0.1,20:0.01"
-            items = [item.split(":") for item in stripped.split(",")]
-            return _coerce(items, hint, key)
-        return _coerce(stripped.split(","), hint, key)
-    raise ConfigError(f"{key}: cannot parse values of type {hint}")
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check (and lightly convert) ``value`` against a field's type hint."""
-    origin = typing.get_origin(hint)
+        if isinstance(value, str):
+            value = parse_text(value, hint, key)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} expects a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{key} expects {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if hint is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str):
-            return _parse_text(value, bool, key)
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
         raise ConfigError(f"{key} expects true/false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} expects an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} expects an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} expects a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} expects a number, got {value!r}")
     if hint is str:
+        if isinstance(value, bool):  # true/false switches that also take "auto"
+            return "true" if value else "false"
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key} expects a string, got {value!r}")
-    if origin is tuple:
-        if isinstance(value, str):
-            return _parse_text(value, hint, key)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} expects a list, got {value!r}")
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ConfigError(f"{key} expects {len(args)} values, got {len(value)}: {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    raise ConfigError(f"{key}: unsupported type {hint}")
+    if hint in (int, float) and not isinstance(value, bool):
+        try:
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, (int, float)):
+                if hint is float:
+                    return float(number)
+                if float(number).is_integer():
+                    return int(number)
+        except ValueError:
+            pass
+        raise ConfigError(f"{key} expects {'an integer' if hint is int else 'a number'}, got {value!r}")
+    raise ConfigError(f"{key} expects {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def parse_text(text: str, hint: Any, key: str) -> Any:
+    """A ``--set`` value as written on the command line → a value :func:`coerce` accepts."""
+    stripped = text.strip()
+    if typing.get_origin(hint) is not tuple:
+        return stripped if hint is not str else text
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{key}: '{text}' is not valid JSON ({e})") from e
+    if not stripped:
+        return []
+    items = [item.strip() for item in stripped.split(",")]
+    if typing.get_origin(typing.get_args(hint)[0]) is tuple:  # schedules and multiplier tables
+        return [item.rsplit(":", 1) for item in items]
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides
+# --------------------------------------------------------------------------------------------
 
 
 def valid_keys() -> list[str]:
     """Every ``section.key`` that ``--set`` accepts."""
-    keys = ["name"]
-    for section, cls in _section_classes().items():
-        keys += [f"{section}.{f.name}" for f in fields(cls)]
-    return keys
+    return ["name"] + [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
 
 
-def _unknown_key_message(key: str) -> str:
-    keys = valid_keys()
-    section = key.split(".", 1)[0]
-    same = [k for k in keys if k.startswith(section + ".")]
-    listing = same if same else keys
-    return f"unknown config key '{key}'. Valid keys: {', '.join(listing)}"
+def unknown_key_message(key: str) -> str:
+    near = difflib.get_close_matches(key, valid_keys(), n=3, cutoff=0.6)
+    if not near:
+        attr = key.rsplit(".", 1)[-1]
+        near = [k for k in valid_keys() if k.rsplit(".", 1)[-1] == attr][:3]
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return f"unknown config key '{key}'{hint} (`dpcnn config --keys` lists every key)"
 
 
 def apply_overrides(cfg: Config, pairs: Iterable[str]) -> Config:
-    """Apply ``section.key=value`` strings (from ``--set``) and validate the result."""
+    """Apply ``section.key=value`` strings (from ``--set``), then check that each has an effect."""
+    explicit = []
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"--set expects section.key=value, got '{pair}'")
-        key, text = pair.split("=", 1)
+        key, text = (part for part in pair.split("=", 1))
         key = key.strip()
         if key == "name":
             cfg = replace(cfg, name=text)
             continue
-        if "." not in key:
-            raise ConfigError(_unknown_key_message(key))
-        section, attr = key.split(".", 1)
-        sections = _section_classes()
-        if section not in sections:
-            raise ConfigError(_unknown_key_message(key))
-        section_cls = sections[section]
-        names = {f.name for f in fields(section_cls)}
-        if attr not in names:
-            raise ConfigError(_unknown_key_message(key))
-        hint = typing.get_type_hints(section_cls)[attr]
-        value = _parse_text(text, hint, key)
+        section, _, attr = key.partition(".")
+        hints = typing.get_type_hints(SECTIONS[section]) if section in SECTIONS else {}
+        if attr not in hints:
+            raise ConfigError(unknown_key_message(key))
+        value = coerce(parse_text(text, hints[attr], key), hints[attr], key)
+        if hints[attr] == Rules and not text.strip().startswith("["):
+            value = update_rules(getattr(getattr(cfg, section), attr), value)
         cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{attr: value})})
+        explicit.append(key)
+    cfg = _follow_intent(cfg, explicit)
+    check_effective(cfg, explicit)
     validate(cfg)
     return cfg
+
+
+_OWN_DATA_KEYS = ("data.annotations", "data.val_annotations", "data.test_annotations")
+
+
+def _follow_intent(cfg: Config, explicit: list[str]) -> Config:
+    """Where the intent is unambiguous, make it work: captions files given to the synthetic
+    dataset mean the user's own COCO-format data."""
+    if cfg.data.dataset == "synthetic" and "data.dataset" not in explicit and "data.annotations" in explicit:
+        log.info("data.annotations given with the synthetic dataset: reading your own data (data.dataset=coco-format)")
+        return replace(cfg, data=replace(cfg.data, dataset="coco-format"))
+    return cfg
+
+
+def _no_effect(key: str, because: str) -> ConfigError:
+    return ConfigError(f"{key} has no effect here: {because}")
+
+
+def check_effective(cfg: Config, explicit: Iterable[str]) -> None:
+    """ConfigError for an explicitly set key that the rest of the config makes meaningless,
+    naming the key that decides (DESIGN §1: nothing is silently ignored)."""
+    d, t = cfg.data, cfg.train
+    for key in explicit:
+        if key.startswith("synthetic.") and d.dataset != "synthetic":
+            raise _no_effect(key, f"it describes the synthetic dataset, and data.dataset={d.dataset}")
+        if key in (*_OWN_DATA_KEYS, "data.images") and d.dataset == "synthetic":
+            raise _no_effect(key, "data.dataset=synthetic generates its own data: set data.dataset=coco-format "
+                                  "(and data.annotations, data.images) for your own captions")
+        if key in ("data.val_annotations", "data.test_annotations") and d.dataset not in ("coco-format", "coco"):
+            raise _no_effect(key, f"separate val/test files are read for COCO-format data, and data.dataset={d.dataset}")
+        if key in ("data.holdout_images", "data.split_seed"):
+            if d.dataset not in ("coco-format", "coco") or (d.val_annotations and d.test_annotations):
+                raise _no_effect(key, "images are held out only from a single COCO-format file "
+                                      "(data.dataset=coco-format without both data.val_annotations and data.test_annotations)")
+        if key == "data.split" and d.dataset not in ("flickr30k", "coco"):
+            raise _no_effect(key, f"data.split chooses the Flickr30k/MSCOCO split, and data.dataset={d.dataset}")
+        if key == "train.tpu" and t.strategy != "tpu":
+            raise _no_effect(key, f"it is read with train.strategy=tpu, and train.strategy={t.strategy}")
+        if key == "train.negative_pool" and t.negative_mining != "hard":
+            raise _no_effect(key, f"the pool is mined with train.negative_mining=hard, and it is {t.negative_mining}")
+        if key in ("model.small_widths", "model.small_blocks") and cfg.model.image_backbone != "small":
+            raise _no_effect(key, f"it sizes model.image_backbone=small, and it is {cfg.model.image_backbone}")
+        if key == "eval.ap_rule" and "reid" not in cfg.eval.protocols:
+            raise _no_effect(key, "it is the mAP rule of eval.protocols=reid, which is not among the protocols")
 
 
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
 
-DATASETS = ("synthetic", "coco", "coco-format", "flickr30k", "cuhk-pedes")
 BACKBONES = ("resnet50", "resnet101", "resnet152", "vgg16", "vgg19", "small")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 PROTOCOLS = ("full", "1k", "5k", "reid")
+SWITCHES = ("auto", "true", "false")
 
 
 def validate(cfg: Config) -> None:
@@ -436,20 +456,27 @@ def validate(cfg: Config) -> None:
         if not cond:
             raise ConfigError(msg)
 
-    need(d.dataset in DATASETS, f"data.dataset must be one of {DATASETS}, got '{d.dataset}'")
+    def choice(key: str, options: tuple[str, ...]) -> None:
+        need(cfg.get(key) in options, f"{key} must be one of {', '.join(options)}, got '{cfg.get(key)}'")
+
+    from dpcnn.data.datasets import REGISTRY  # imports no TensorFlow; adding a dataset is one file there
+
+    for key, options in (("data.dataset", tuple(REGISTRY)), ("model.image_backbone", BACKBONES),
+                         ("model.backbone_bn", ("batch_stats", "frozen")), ("model.text_pool", ("max", "avg")),
+                         ("train.negative_mining", ("hard", "random")), ("train.strategy", STRATEGIES),
+                         ("train.mixed_precision", SWITCHES), ("train.jit_compile", SWITCHES),
+                         ("eval.image_mode", ("full", "center")), ("eval.ap_rule", ("trapezoid", "standard"))):
+        choice(key, options)
     need(d.max_len >= 2, f"data.max_len must be ≥ 2, got {d.max_len}")
     need("test" not in d.vocab_splits, "data.vocab_splits must not include 'test': test captions may not shape the vocabulary")
     need(all(x in ("train", "val") for x in d.vocab_splits), f"data.vocab_splits: train and/or val, got {d.vocab_splits}")
     need(d.image_size >= 16, f"data.image_size must be ≥ 16, got {d.image_size}")
     need(0 < d.crop_size[0] <= d.crop_size[1] <= 1, f"data.crop_size must satisfy 0 < lo ≤ hi ≤ 1, got {d.crop_size}")
     need(0 < d.crop_aspect[0] <= d.crop_aspect[1], f"data.crop_aspect must satisfy 0 < lo ≤ hi, got {d.crop_aspect}")
-    need(not d.resize_square or d.resize_shorter > 0,
-         "data.resize_square needs data.resize_shorter > 0 (the side of the square)")
+    need(not d.resize_square or d.resize_shorter > 0, "data.resize_square needs data.resize_shorter > 0 (the side of the square)")
     need(len(d.pixel_mean) in (0, 3), f"data.pixel_mean needs 3 values (RGB) or none, got {d.pixel_mean}")
     need(len(d.split_chars) > 0, "data.split_chars must not be empty")
-    need(m.image_backbone in BACKBONES, f"model.image_backbone must be one of {BACKBONES}, got '{m.image_backbone}'")
-    need(m.backbone_bn in ("batch_stats", "frozen"), f"model.backbone_bn must be batch_stats or frozen, got '{m.backbone_bn}'")
-    need(m.text_pool in ("max", "avg"), f"model.text_pool must be max or avg, got '{m.text_pool}'")
+    need(d.holdout_images >= 0, f"data.holdout_images must be ≥ 0 (0 = 10 %), got {d.holdout_images}")
     n_stages = len(m.text_blocks)
     need(n_stages >= 1, "model.text_blocks needs at least one stage")
     for name in ("text_widths", "text_first_mid", "text_mid", "text_strides"):
@@ -465,14 +492,16 @@ def validate(cfg: Config) -> None:
     need(t.batch_size >= 2 and t.batch_size % 2 == 0, f"train.batch_size must be even and ≥ 2 (stage II halves it), got {t.batch_size}")
     for name in ("stage1_schedule", "stage2_schedule"):
         sched = getattr(t, name)
-        need(all(ep >= 1 and lr >= 0 for ep, lr in sched), f"train.{name}: epochs ≥ 1 and lr ≥ 0, got {sched}")
-    need(t.negative_mining in ("hard", "random"), f"train.negative_mining must be hard or random, got '{t.negative_mining}'")
+        need(len(sched) > 0 and all(ep >= 1 and lr >= 0 for ep, lr in sched),
+             f"train.{name}: at least one (epochs ≥ 1, lr ≥ 0) pair, got {sched}")
+    for name in ("stage1_multipliers", "stage2_multipliers"):
+        table = getattr(t, name)
+        need(len(table) > 0 and all(mult >= 0 for _, mult in table), f"train.{name}: multipliers must be ≥ 0, got {table}")
+        need(table[-1][0] == "*", f"train.{name} must end with the catch-all row ('*', multiplier), got {table[-1]}")
+    need(t.stage1_loss_weights[0] == 0, "train.stage1_loss_weights: the rank weight must be 0 (stage I has no negatives)")
     need(t.negative_pool >= 1, f"train.negative_pool must be ≥ 1, got {t.negative_pool}")
-    need(t.strategy in STRATEGIES, f"train.strategy must be one of {STRATEGIES}, got '{t.strategy}'")
     need(t.margin >= 0, f"train.margin must be ≥ 0, got {t.margin}")
     need(t.backup_every >= 1, f"train.backup_every must be ≥ 1, got {t.backup_every}")
-    need(e.image_mode in ("full", "center"), f"eval.image_mode must be full or center, got '{e.image_mode}'")
-    need(e.ap_rule in ("trapezoid", "standard"), f"eval.ap_rule must be trapezoid or standard, got '{e.ap_rule}'")
     need(all(p in PROTOCOLS for p in e.protocols) and len(e.protocols) > 0,
          f"eval.protocols must be a non-empty list from {PROTOCOLS}, got {e.protocols}")
     need(s.num_train >= 2 and s.num_val >= 1 and s.num_test >= 1, "synthetic.num_train ≥ 2, num_val ≥ 1, num_test ≥ 1")
@@ -486,144 +515,15 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:10]
 
 
-# --------------------------------------------------------------------------------------------
-# Presets
-# --------------------------------------------------------------------------------------------
-
-def _paper_train(**kw: Any) -> TrainConfig:
-    return replace(TrainConfig(), **kw)
-
-
-def _cpu_model(**kw: Any) -> ModelConfig:
-    """Small settings of the same family for CPU presets (REFERENCE_RESULTS: the paper size cannot learn here)."""
-    base = ModelConfig(
-        image_backbone="small",
-        image_weights="none",
-        small_widths=(16, 32, 64),
-        small_blocks=(1, 1, 1),
-        image_head_dim=256,
-        embed_dim=256,
-        text_blocks=(1, 1, 1, 1),
-        text_widths=(64, 128, 128, 256),
-        text_first_mid=(32, 64, 128, 256),
-        text_mid=(16, 32, 64, 64),
-        text_strides=(1, 2, 2, 1),
-        dropout=0.2,
-        classifier_bias=True,
-    )
-    return replace(base, **kw)
-
-
-def _cpu_train(**kw: Any) -> TrainConfig:
-    """CPU presets: the paper's optimiser and multipliers, a global LR 10× the paper's, and a
-    faster classifier and word embedding (measured: with the paper's 0.01 / 0.001 multipliers the
-    text branch stays at chance for the few thousand steps a CPU can afford; docs/fidelity.md)."""
-    base = TrainConfig(
-        batch_size=32,
-        stage1_schedule=((150, 1.0),),
-        stage2_schedule=((50, 1.0), (10, 0.1)),
-        lr_classifier_w=0.1,
-        lr_classifier_b=0.2,
-        lr_embedding=0.1,
-        stage1_backbone_lr=0.1,
-        stage2_backbone_conv=0.1,
-        stage2_backbone_gamma=0.2,
-        stage2_backbone_beta=0.1,
-        stage2_backbone_first_conv=0.1,
-        stage2_backbone_bn_momentum=0.95,
-        negative_pool=64,
-        backup_every=100,
-        validate_every=10,
-        val_images=100,
-    )
-    return replace(base, **kw)
-
-
-def _presets() -> dict[str, Config]:
-    synthetic_data = DataConfig(
-        dataset="synthetic", max_len=16, image_size=40, resize_shorter=0, flip=False,
-        crop_size=(0.875, 1.0), crop_aspect=(0.9, 1.0 / 0.9),
-    )
-    tiny = Config(
-        name="tiny",
-        data=replace(synthetic_data, image_size=28, max_len=16),
-        synthetic=SyntheticConfig(num_train=48, num_val=16, num_test=16, image_size=32, word_dim=16),
-        model=_cpu_model(
-            small_widths=(8, 16), small_blocks=(1, 1), image_head_dim=32, embed_dim=32,
-            text_blocks=(1, 1), text_widths=(32, 64), text_first_mid=(16, 32), text_mid=(8, 16),
-            text_strides=(1, 2), dropout=0.25,
-        ),
-        train=_cpu_train(batch_size=8, stage1_schedule=((2, 0.1),), stage2_schedule=((1, 0.1),),
-                         negative_pool=8, backup_every=3, validate_every=1, val_images=16),
-        eval=EvalConfig(batch_size=16, image_mode="full", flip=False),
-    )
-    demo = Config(
-        name="demo",
-        data=synthetic_data,
-        synthetic=SyntheticConfig(num_train=400, num_val=100, num_test=100, image_size=48),
-        model=_cpu_model(),
-        train=_cpu_train(),
-        eval=EvalConfig(batch_size=64, image_mode="full", flip=False),
-    )
-    demo_full = Config(
-        name="demo-full",
-        data=replace(synthetic_data, image_size=224, resize_shorter=256),
-        synthetic=SyntheticConfig(image_size=256, num_train=4000, num_val=500, num_test=500, word_dim=300),
-        model=ModelConfig(image_weights="none", dropout=0.2),
-        train=_cpu_train(stage1_schedule=((60, 1.0),), stage2_schedule=((30, 1.0), (10, 0.1)),
-                         negative_pool=256, backup_every=500, validate_every=5, val_images=500),
-        eval=EvalConfig(flip=False),
-    )
-    flickr = Config(
-        name="flickr30k",
-        data=DataConfig(dataset="flickr30k", split="paper", vocab_splits=("train", "val"),
-                        split_chars=" -.,()"),
-        model=ModelConfig(dropout=0.75, classifier_bias=True),
-        train=_paper_train(stage1_schedule=((240, 0.1),), stage2_schedule=((40, 0.1), (20, 0.01)),
-                           stage2_loss_weights=(2.0, 1.0, 0.1)),
-        eval=EvalConfig(protocols=("full",)),
-    )
-    flickr_karpathy = replace(
-        flickr, name="flickr30k-karpathy",
-        data=replace(flickr.data, split="karpathy", vocab_splits=("train",)),
-    )
-    coco = Config(
-        name="coco",
-        data=DataConfig(dataset="coco", split="karpathy", split_chars=" -.,()?"),
-        model=ModelConfig(dropout=0.5, classifier_bias=False),
-        train=_paper_train(stage1_schedule=((75, 0.1),),
-                           # official: 15 × 0.1 + 5 × 0.01 + 1 × 0.001 trained, epoch 20 tested
-                           stage2_schedule=((15, 0.1), (5, 0.01)),
-                           stage2_loss_weights=(2.0, 1.0, 0.1)),
-        eval=EvalConfig(protocols=("1k", "5k")),
-    )
-    cuhk = Config(
-        name="cuhk-pedes",
-        data=DataConfig(dataset="cuhk-pedes", max_len=56, resize_square=True),
-        model=ModelConfig(dropout=0.8, classifier_bias=True),
-        # official: 40 × 0.1 + 21 × 0.01 trained, epoch 60 tested
-        train=_paper_train(stage1_schedule=((180, 0.1),), stage2_schedule=((40, 0.1), (20, 0.01)),
-                           stage2_loss_weights=(2.0, 1.0, 0.5), negative_mining="random"),
-        eval=EvalConfig(protocols=("reid",), ap_rule="trapezoid"),
-    )
-    return {c.name: c for c in (tiny, demo, demo_full, flickr, flickr_karpathy, coco, cuhk)}
-
-
-PRESET_NAMES = ("tiny", "demo", "demo-full", "flickr30k", "flickr30k-karpathy", "coco", "cuhk-pedes")
-
-
-def preset(name: str) -> Config:
-    """A named preset (see DESIGN.md §1)."""
-    presets = _presets()
-    if name not in presets:
-        raise ConfigError(f"unknown preset '{name}'. Presets: {', '.join(PRESET_NAMES)}; or a path to a config .json")
-    cfg = presets[name]
-    validate(cfg)
-    return cfg
+def differences(a: Config, b: Config) -> list[str]:
+    """``key: old → new`` for every key whose value differs."""
+    return [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in valid_keys() if a.get(k) != b.get(k)]
 
 
 def resolve(name_or_path: str, overrides: Iterable[str] = ()) -> Config:
-    """A preset name or a JSON file, then ``--set`` overrides."""
+    """A preset name (``coco``, ``coco:tiny`` …) or a JSON file, then ``--set`` overrides."""
+    from dpcnn.presets import preset
+
     if name_or_path.endswith(".json") or Path(name_or_path).is_file():
         cfg = Config.load(name_or_path)
     else:

@@ -14,18 +14,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dpcnn import run_dir as rd
 from dpcnn.config import resolve
+from dpcnn.run import Run
 from dpcnn.utils import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
 
-def run_demo(run: Path, overwrite: bool = False, overrides: Sequence[str] = (), progress: bool = True) -> str:
-    """Train and evaluate the demo preset into ``run``; returns a short summary for the terminal."""
-    from dpcnn.prepare import ensure_prepared, summarize
-    from dpcnn.report import evaluate_run
-    from dpcnn.training import train
+def run_demo(run_path: Path, overwrite: bool = False, overrides: Sequence[str] = (), progress: bool = True) -> str:
+    """Train and evaluate the demo preset into ``run_path``; returns a short summary for the terminal."""
+    from dpcnn.data.prepare import ensure_prepared, summarize
+    from dpcnn.evaluation import evaluate_run
+    from dpcnn.training.trainer import train
 
     cfg = resolve("demo", overrides)
     timings: dict[str, float] = {}
@@ -33,28 +33,27 @@ def run_demo(run: Path, overwrite: bool = False, overrides: Sequence[str] = (), 
     data = ensure_prepared(cfg, progress=progress)
     timings["prepare_s"] = time.time() - start
     log.info("data:\n%s", summarize(data.report))
-    finished = rd.stage_done(run, 1) and rd.stage_done(run, 2) and not overwrite
+    run = Run(run_path)
     t = time.time()
-    if finished:
-        log.info("%s already holds a finished demo: evaluating it again (use --overwrite to retrain)", run)
+    if run.stage_done(1) and run.stage_done(2) and not overwrite:
+        log.info("%s already holds a finished demo: evaluating it again (use --overwrite to retrain)", run.path)
     else:
-        train(cfg, run, stage="all", overwrite=overwrite, verbose=1 if progress else 2, data=data)
+        train(cfg, run.path, stage="all", overwrite=overwrite, verbose=1 if progress else 2, data=data)
     timings["train_s"] = time.time() - t
     t = time.time()
-    evaluate_run(run, stage=1, progress=progress)
-    evaluate_run(run, stage=2, progress=progress)
+    for stage in (1, 2):
+        evaluate_run(run.path, stage=stage, progress=progress)
     timings["eval_s"] = time.time() - t
     timings["total_s"] = time.time() - start
-    atomic_write_json(run / "timings.json", {k: round(v, 1) for k, v in timings.items()})
-    stage1 = read_json(run / "stage1" / "metrics.json")["full"]
-    stage2 = read_json(run / "metrics.json")["full"]
-    lines = [
+    atomic_write_json(run.path / "timings.json", {k: round(v, 1) for k, v in timings.items()})
+    stage1 = read_json(run.result_path(1, "test", "metrics", ".json"))["full"]
+    stage2 = read_json(run.result_path(2, "test", "metrics", ".json"))["full"]
+    return "\n".join([
         f"demo finished in {timings['total_s'] / 60:.1f} min "
         f"(prepare {timings['prepare_s']:.0f} s, train {timings['train_s']:.0f} s, eval {timings['eval_s']:.0f} s)",
         f"test split: {stage2['num_images']} unseen images x {stage2['num_captions']} captions",
         f"rsum  stage I {stage1['rsum']:.1f}   stage II {stage2['rsum']:.1f}   (chance ≈ 32, max 600)",
-        f"report: {run / 'metrics.md'}   pictures: {run / 'examples.png'}, {run / 'curves.png'}",
+        f"report: {run.path / 'metrics.md'}   pictures: {run.path / 'examples.png'}, {run.path / 'curves.png'}",
         "This is the CPU-sized configuration; the paper-size model on the same data: "
         "dpcnn train --config demo-full --run runs/demo-full",
-    ]
-    return "\n".join(lines)
+    ])

@@ -1,70 +1,169 @@
-"""Evaluation protocols of PAPER_SPEC §6 on encoded features.
+"""``dpcnn eval`` and the evaluation protocols of PAPER_SPEC §6.
 
 - ``full``: every image of the split against every caption (Flickr30k 1K test, the demo).
 - ``1k``: consecutive folds of 1,000 images with their own captions, every metric averaged over
   the folds, Med r included (COCO 1K, the official ``evaluate1K.m``).
 - ``5k``: the first 5,000 images against all their captions in one pass (COCO 5K).
-- ``reid``: text→image with person-ID matching plus mAP (CUHK-PEDES).
+- ``reid``: text→image with person-ID matching plus mAP (CUHK-PEDES; ``eval.ap_rule``).
 
-Only ``dpcnn eval`` touches the test split; training's per-epoch measurement uses ``val``.
+Each protocol returns its ``metrics.json`` entry (DESIGN §1 schema). A protocol needs at least
+``min_images`` images: a preset's default protocol that the split cannot support is skipped with
+a note (``full`` is always computed), an explicitly requested one is an error. Only ``dpcnn eval``
+touches the test split; training's per-epoch measurement uses ``val``.
+
+``metrics.json``::
+
+    {"full": {"num_images", "num_captions", "i2t": {r1, r5, r10, medr, meanr}, "t2i": {...}, "rsum"},
+     "1k": {... the mean over the folds ...}, "5k": {...},
+     "meta": {"stage", "split", "date", "config", "dataset", "weights", "test_features": {...},
+              "skipped": {protocol: why}, "folds": {"1k": [per-fold entries]}}}
+
+``reid`` fills the same keys: num_images = gallery images, num_captions = query captions,
+``"i2t": null``, ``t2i`` adds ``"map"`` (%), rsum = t2i R@1 + R@5 + R@10.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from dpcnn import metrics
-from dpcnn.data.prepared import SplitArrays
-from dpcnn.encoders import Encoders
+from dpcnn.config import PROTOCOLS
+from dpcnn.errors import ConfigError
+from dpcnn.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 
-def encode_split(encoders: Encoders, split: SplitArrays, progress: bool = True, name: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Test-time features of a split: (images float32 [N, D], captions float32 [M, D])."""
-    images = encoders.images(split.paths, split.sizes, progress=progress, desc=f"{name} images".strip())
-    texts = encoders.texts(split.tokens, split.lengths, progress=progress, desc=f"{name} captions".strip())
-    return images, texts
+def reid_entry(raw: dict) -> dict:
+    """``metrics.reid_metrics`` → the metrics.json entry; rsum = t2i R@1 + R@5 + R@10."""
+    t2i = dict(raw["t2i"])
+    return {"num_images": int(raw["num_gallery"]), "num_captions": int(raw["num_queries"]), "i2t": None,
+            "t2i": t2i, "rsum": float(t2i["r1"] + t2i["r5"] + t2i["r10"])}
 
 
-def protocol_metrics(protocol: str, image_feats: np.ndarray, text_feats: np.ndarray, split: SplitArrays,
-                     ap_rule: str = "trapezoid") -> dict:
-    """The metrics of one protocol (DESIGN §1 schema; ``reid`` adds mAP, ``1k`` adds per-fold results)."""
-    n = len(image_feats)
-    if protocol == "full":
-        return metrics.retrieval_metrics(image_feats @ text_feats.T, split.caption_image)
-    if protocol in ("1k", "5k"):
-        size = 1000 if protocol == "1k" else 5000
-        if n < size:
-            raise ValueError(f"protocol {protocol} needs at least {size} test images, the split has {n}")
-        usable = (n // size) * size if protocol == "1k" else size
-        if usable != n:
-            log.warning("protocol %s uses the first %d of %d test images", protocol, usable, n)
+def _full(images, texts, split, ap_rule):
+    return metrics.retrieval_metrics(images @ texts.T, split.caption_image), None
+
+
+def _folds(size: int) -> Callable:
+    def run(images, texts, split, ap_rule):
+        usable = (len(images) // size) * size if size == 1000 else size
+        if usable != len(images):
+            log.warning("protocol %s uses the first %d of %d images", "1k" if size == 1000 else "5k", usable, len(images))
         keep = split.caption_image < usable
-        sims = image_feats[:usable] @ text_feats[keep].T
-        c2i = split.caption_image[keep]
-        if protocol == "5k":
-            return metrics.retrieval_metrics(sims, c2i)
-        average, folds = metrics.fold_metrics(sims, c2i, fold_size=1000)
-        return {**average, "folds": folds}
-    if protocol == "reid":
-        sims = text_feats @ image_feats.T
-        return metrics.reid_metrics(sims, split.identities[split.caption_image], split.identities, ap_rule=ap_rule)
-    raise ValueError(f"unknown protocol '{protocol}'")
+        sims, c2i = images[:usable] @ texts[keep].T, split.caption_image[keep]
+        if size == 5000:
+            return metrics.retrieval_metrics(sims, c2i), None
+        return metrics.fold_metrics(sims, c2i, fold_size=1000)
+    return run
 
 
-def validation_metrics(encoders: Encoders, split: SplitArrays, reid: bool = False) -> dict[str, float]:
+def _reid(images, texts, split, ap_rule):
+    raw = metrics.reid_metrics(texts @ images.T, split.identities[split.caption_image], split.identities,
+                               ap_rule=ap_rule)
+    return reid_entry(raw), None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    min_images: int
+    compute: Callable
+    """(image feats [N, D], caption feats [M, D], split, ap_rule) → (entry, per-fold entries or None)."""
+
+
+REGISTRY = {p.name: p for p in (Protocol("full", 1, _full), Protocol("1k", 1000, _folds(1000)),
+                                Protocol("5k", 5000, _folds(5000)), Protocol("reid", 1, _reid))}
+assert tuple(REGISTRY) == PROTOCOLS
+
+
+def plan(protocols: Sequence[str], num_images: int, explicit: bool, split: str = "test") -> tuple[list[str], dict]:
+    """Which protocols run on a split of ``num_images``: (to run, {skipped: why}).
+
+    Requested ones (``explicit``) that do not fit are an error; a preset's defaults that do not
+    fit are skipped with the reason, and ``full`` is added when nothing else would report.
+    """
+    run, skipped = [], {}
+    for name in protocols:
+        if name not in REGISTRY:
+            raise ConfigError(f"unknown protocol '{name}'; valid: {', '.join(REGISTRY)}")
+        need = REGISTRY[name].min_images
+        if num_images >= need:
+            run.append(name)
+        elif explicit:
+            raise ConfigError(f"protocol {name} needs at least {need} {split} images, the split has {num_images}: "
+                              "use --protocol full")
+        else:
+            skipped[name] = f"needs at least {need} {split} images, the split has {num_images}"
+    if "full" not in run and "reid" not in run:
+        run.insert(0, "full")
+    for name, why in skipped.items():
+        log.info("protocol %s skipped: %s", name, why)
+    return run, skipped
+
+
+def compute(protocols: Sequence[str], images: np.ndarray, texts: np.ndarray, split, ap_rule: str = "trapezoid") -> tuple[dict, dict]:
+    """{protocol: metrics.json entry} and {protocol: per-fold entries} for the features of a split."""
+    entries, folds = {}, {}
+    for name in protocols:
+        entries[name], per_fold = REGISTRY[name].compute(images, texts, split, ap_rule)
+        if per_fold is not None:
+            folds[name] = per_fold
+    return entries, folds
+
+
+def validation_metrics(embedder, split, reid: bool = False) -> dict[str, float]:
     """Flat validation figures for the training history: val_{i2t,t2i}_r{1,5,10}, val_rsum."""
-    images, texts = encode_split(encoders, split, progress=False)
-    if reid:
-        m = metrics.reid_metrics(texts @ images.T, split.identities[split.caption_image], split.identities)
-        t2i = m["t2i"]
-        return {"val_t2i_r1": t2i["r1"], "val_t2i_r5": t2i["r5"], "val_t2i_r10": t2i["r10"],
-                "val_rsum": t2i["r1"] + t2i["r5"] + t2i["r10"]}
-    m = metrics.retrieval_metrics(images @ texts.T, split.caption_image)
-    out = {f"val_{d}_r{k}": m[d][f"r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)}
-    out["val_rsum"] = m["rsum"]
+    images = embedder.encode_image_files(split.paths, split.sizes)
+    texts = embedder.encode_tokens(split.tokens)
+    entry, _ = REGISTRY["reid" if reid else "full"].compute(images, texts, split, "trapezoid")
+    out = {f"val_{d}_r{k}": entry[d][f"r{k}"] for d in ("i2t", "t2i") if entry[d] for k in (1, 5, 10)}
+    out["val_rsum"] = entry["rsum"]
     return out
 
+
+def evaluate_run(run_path: str | Path, split: str = "test", protocols: Sequence[str] | None = None,
+                 stage: int | None = None, progress: bool = True) -> str:
+    """``dpcnn eval``: encode ``split`` once, compute each protocol, write the report files.
+
+    Returns the text the CLI prints (the markdown table and the files written).
+    """
+    from dpcnn.data.prepare import ensure_prepared
+    from dpcnn.report import figures, markdown
+    from dpcnn.run import HISTORY, Run
+
+    run = Run.open(run_path)
+    stage = run.resolve_stage(stage)
+    cfg = run.config
+    data = ensure_prepared(cfg, progress=progress, need=(split,))
+    arrays = data.splits[split]
+    if arrays.num_images == 0:
+        raise ConfigError(f"the prepared data of {run.path} has no '{split}' images to evaluate")
+    names, skipped = plan(protocols or cfg.eval.protocols, arrays.num_images, explicit=bool(protocols), split=split)
+    log.info("evaluating stage %d of %s on %s: %d images, %d captions", stage, run.path, split,
+             arrays.num_images, arrays.num_captions)
+    images, texts = run.split_features(stage, arrays, split, progress=progress)
+    result, folds = compute(names, images, texts, arrays, cfg.eval.ap_rule)
+    result["meta"] = {
+        "stage": stage, "split": split,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "config": cfg.name, "dataset": cfg.data.dataset, "weights": f"stage{stage}/model.weights.h5",
+        "test_features": {"image_mode": cfg.eval.image_mode, "flip": cfg.eval.flip, "all_shifts": cfg.eval.all_shifts},
+        **({"skipped": skipped} if skipped else {}), **({"folds": folds} if folds else {}),
+    }
+    out_json = run.result_path(stage, split, "metrics", ".json")
+    atomic_write_json(out_json, result)
+    written = [out_json, *markdown.write_markdown(run, split)]
+    if (run.path / HISTORY).is_file():
+        written.append(figures.plot_history(run))
+    else:
+        log.warning("%s has no %s: no training curves drawn", run.path, HISTORY)
+    written.append(figures.plot_examples(run, stage, split, arrays, images, texts))
+    table = run.result_path(stage, split, "metrics", ".md").read_text()
+    return table + "\nwrote:\n" + "\n".join(f"  {p}" for p in written)

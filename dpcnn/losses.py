@@ -3,8 +3,8 @@
 - :func:`instance_loss`: softmax cross-entropy of the shared instance classifier, averaged over
   the batch (PAPER_SPEC §3.3: ``softmaxlog`` summed, gradients divided by the batch size).
 - :func:`ranking_loss`: the bidirectional hinge of the official ``dagnn.RankLoss`` (PAPER_SPEC §4.1).
-- :func:`hardest_negatives`: the hard text negative of each anchor image from a candidate pool
-  (PAPER_SPEC §4.2 step 5).
+
+Hard-negative mining is not a loss: it lives in :mod:`dpcnn.training.mining`.
 
 All similarities are cosines of L2-normalised features: ``s(a, b) = a · b`` — the sign is the
 one a similarity needs (the unofficial Keras port used ``-cos`` and got it inverted).
@@ -52,12 +52,3 @@ def ranking_loss(anchor_images, positive_texts, negative_images, negative_texts,
     l2 = ops.relu(margin - (s_pos - s_text_negimg))
     num_anchors = ops.cast(ops.shape(xp)[0], "float32")
     return ops.sum(l1 + l2) / (2.0 * num_anchors)
-
-
-def hardest_negatives(anchor_images, candidate_texts):
-    """Index of the most similar candidate text for each anchor image.
-
-    anchor_images float [A, D], candidate_texts float [P, D], both L2-normalised → int32 [A].
-    """
-    sims = ops.matmul(ops.cast(anchor_images, "float32"), ops.transpose(ops.cast(candidate_texts, "float32")))
-    return ops.cast(ops.argmax(sims, axis=-1), "int32")

@@ -1,17 +1,15 @@
-"""``dpcnn search``: text → image over a gallery, image → text over the test captions.
+"""``dpcnn search``: text → image over a gallery, image → text over a caption corpus.
 
-The gallery is the run's test split (default) or a folder of the user's own ``.jpg``/``.jpeg``/
-``.png`` images (searched recursively; images that fail to decode are reported and skipped, with
-a count). Gallery features are the test-time features of :mod:`dpcnn.encoders` (flip / shifts per
-the run's config), computed once and cached in the run folder::
+The model is a run folder (``--run DIR``) or an export (``--model EXPORT``); either becomes an
+:class:`dpcnn.embedder.Embedder`. Galleries: a folder of your images (searched recursively; files
+that cannot be read are reported and skipped) or, for a run, its test split. Corpora: a captions
+file (one caption a line, or a COCO-format JSON file) or, by default, the model's own training
+captions. A query caption is tokenised with the model's vocabulary; out-of-vocabulary words are
+dropped (PAPER_SPEC §2.1) and a caption with none left is an error that lists its tokens.
 
-    DIR/gallery/<hash>.npz            image features of a gallery: hash of the file list, each
-                                      file's mtime and size, the stage and its weights file
-    DIR/gallery/captions-<hash>.npz   features of the test captions (for image → text)
-
-Cache files are written atomically and read with ``allow_pickle=False``. A query caption is
-tokenised with the run's vocabulary; out-of-vocabulary words are dropped (PAPER_SPEC §2.1) and a
-query with none left is an error that lists its tokens.
+Features of gallery images are cached beside the gallery in ``.dpcnn-cache/<model>.npz``, keyed on
+each file's content (sha256) and on the model, so a second search encodes only new or changed
+files; caption corpora are cached the same way beside the captions file (or in the run/export).
 """
 
 from __future__ import annotations
@@ -21,249 +19,209 @@ import io
 import json
 import logging
 import os
-import re
-import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dpcnn import run_dir as rd
-from dpcnn.config import Config
-from dpcnn.report import check_run, resolve_stage
+from dpcnn.data.images import check_images, find_images
+from dpcnn.errors import SearchError
 from dpcnn.utils import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-GALLERY_DIR = "gallery"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CACHE_DIR = ".dpcnn-cache"
 
 
-from dpcnn.errors import SearchError  # noqa: E402
-
-
-@dataclass(frozen=True)
+@dataclass
 class Gallery:
-    """Encoded gallery images: paths str [N], features float32 [N, D] (L2-normalised),
-    skipped = ((path, reason), …) for images that could not be decoded."""
+    """Encoded images: paths [N], features float32 [N, D]; skipped [(path, reason)] could not be read."""
 
-    paths: tuple[str, ...]
+    paths: list[str]
     features: np.ndarray
-    skipped: tuple[tuple[str, str], ...]
-    source: str
-    cache: Path
-    from_cache: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    source: str = ""
+    encoded: int = 0
+    """How many images were encoded now (the others came from the cache)."""
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
+@dataclass
+class Corpus:
+    """Encoded captions: captions [M], features float32 [M, D]; dropped: captions with no known word."""
+
+    captions: list[str]
+    features: np.ndarray
+    dropped: int = 0
+    source: str = ""
 
 
-def _stat(path: str, what: str) -> list:
+# --------------------------------------------------------------------------------------------
+# Content-keyed feature caches
+# --------------------------------------------------------------------------------------------
+
+
+def content_hash(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_cache(path: Path) -> dict[str, np.ndarray | str]:
+    """{content hash: feature [D] or failure reason str} from a cache file (empty if absent/unreadable)."""
+    if not path.is_file():
+        return {}
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} {path} is missing: it was there when the data was prepared") from None
-    return [path, st.st_mtime_ns, st.st_size]
+        with np.load(path, allow_pickle=False) as z:
+            out: dict = dict(zip(z["keys"].tolist(), z["features"]))
+            out.update(zip(z["bad_keys"].tolist(), z["bad_reasons"].tolist()))
+            return out
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("ignoring the unreadable feature cache %s (%s)", path, e)
+        return {}
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _save_cache(path: Path, entries: dict, dim: int) -> None:
+    good = {k: v for k, v in entries.items() if not isinstance(v, str)}
+    bad = {k: v for k, v in entries.items() if isinstance(v, str)}
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    np.savez(buf, keys=np.asarray(list(good), dtype=str),
+             features=np.asarray(list(good.values()), np.float32).reshape(-1, dim),
+             bad_keys=np.asarray(list(bad), dtype=str), bad_reasons=np.asarray(list(bad.values()), dtype=str))
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:  # a read-only gallery: search still works, only slower next time
+        log.warning("cannot write the feature cache %s (%s): features are not kept", path, e)
 
 
-def find_images(folder: Path) -> list[str]:
-    """Every .jpg/.jpeg/.png file under ``folder`` (recursively, any case), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"gallery folder {folder} does not exist (or is not a folder)")
-    found = sorted(str(p.resolve()) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not found:
-        raise SearchError(f"no {'/'.join(IMAGE_SUFFIXES)} images under {folder}")
-    return found
-
-
-class Searcher:
-    """A trained run loaded once for several queries (the model is built on first use)."""
-
-    def __init__(self, run: str | Path, stage: int | None = None, progress: bool = False):
-        from dpcnn.prepare import ensure_prepared
-
-        self.run = Path(run)
-        check_run(self.run)
-        self.stage = resolve_stage(self.run, stage)
-        self.cfg = Config.load(self.run / "config.json")
-        self.data = ensure_prepared(self.cfg, progress=progress)
-        self.progress = progress
-        self._encoders = None
-
-    @property
-    def encoders(self):
-        """The run's :class:`dpcnn.encoders.Encoders` (test-time features)."""
-        if self._encoders is None:
-            from dpcnn.encoders import Encoders
-            from dpcnn.training import load_trained
-
-            cfg, model, _ = load_trained(self.run, self.stage, data=self.data)
-            self._encoders = Encoders(model.image_encoder, model.text_encoder, cfg)
-        return self._encoders
-
-    def _key_base(self) -> dict:
-        weights = rd.stage_dir(self.run, self.stage) / rd.WEIGHTS
-        st = weights.stat()
-        e, d = self.cfg.eval, self.cfg.data
-        return {"stage": self.stage, "weights": [st.st_mtime_ns, st.st_size],
-                "eval": [e.image_mode, e.flip, e.all_shifts, d.resize_shorter, d.resize_square, d.image_size,
-                         d.max_len]}
-
-    # -- galleries -----------------------------------------------------------------------------
-    def gallery(self, folder: str | Path | None = None) -> Gallery:
-        """The encoded test split (``folder=None``) or user folder, from the cache when it is current."""
-        if folder is None:
-            test = self.data.splits["test"]
-            if test.num_images == 0:
-                raise SearchError(f"the prepared data of {self.run} has no test images: pass --gallery DIR")
-            paths = [str(p) for p in test.paths]
-            source = f"test split ({len(paths)} images)"
-            files = [_stat(p, "test image") for p in paths]
-        else:
-            paths = find_images(Path(folder))
-            source = f"{folder} ({len(paths)} image files)"
-            files = [_stat(p, "gallery image") for p in paths]
-        cache = self.run / GALLERY_DIR / f"{_digest({**self._key_base(), 'files': files})}.npz"
-        if cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                skipped = tuple((str(p), str(r)) for p, r in zip(z["skipped_paths"], z["skipped_reasons"]))
-                gallery = Gallery(tuple(str(p) for p in z["paths"]), z["features"].astype(np.float32),
-                                  skipped, source, cache, True)
-            log.info("gallery features from the cache %s", cache)
-        else:
-            gallery = self._encode_gallery(paths, folder is None, source, cache)
-        for path, reason in gallery.skipped:
-            log.warning("skipped %s: %s", path, reason)
-        return gallery
-
-    def _encode_gallery(self, paths: list[str], is_test: bool, source: str, cache: Path) -> Gallery:
-        skipped: list[tuple[str, str]] = []
-        if is_test:
-            test = self.data.splits["test"]
-            keep, sizes = list(paths), test.sizes
-        else:
-            from dpcnn.data.image_check import check_images
-
-            good, failures = check_images(paths, progress=self.progress)
-            skipped = [(paths[i], _short_reason(failures[i])) for i in sorted(failures)]
-            keep = [paths[i] for i in sorted(good)]
-            sizes = np.asarray([[good[i].height, good[i].width] for i in sorted(good)], np.int32).reshape(-1, 2)
-            if not keep:
-                raise SearchError(f"none of the {len(paths)} images in {source} could be decoded "
-                                  f"(e.g. {skipped[0][0]}: {skipped[0][1]})")
-        features = self.encoders.images(np.asarray(keep, dtype=object), sizes, progress=self.progress, desc="gallery")
-        _save_npz(cache, features=features.astype(np.float32), paths=np.asarray(keep, dtype=str),
-                  skipped_paths=np.asarray([p for p, _ in skipped], dtype=str),
-                  skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
-        log.info("gallery features cached in %s", cache)
-        return Gallery(tuple(keep), features, tuple(skipped), source, cache, False)
-
-    def caption_features(self) -> np.ndarray:
-        """Test-time features of the test captions, float32 [M, D] (cached)."""
-        test = self.data.splits["test"]
-        if test.num_captions == 0:
-            raise SearchError(f"the prepared data of {self.run} has no test captions to search")
-        key = {**self._key_base(), "prepared": str(self.data.directory),
-               "captions": hashlib.sha256("\n".join(test.captions).encode()).hexdigest()}
-        cache = self.run / GALLERY_DIR / f"captions-{_digest(key)}.npz"
-        if cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                return z["features"].astype(np.float32)
-        features = self.encoders.texts(test.tokens, test.lengths, progress=self.progress, desc="test captions")
-        _save_npz(cache, features=features.astype(np.float32))
-        return features
-
-    # -- queries -------------------------------------------------------------------------------
-    def encode_query_text(self, text: str) -> np.ndarray:
-        """A caption → float32 [D] (test-time feature); SearchError if no word is in the vocabulary."""
-        vocab = self.data.vocab
-        tokens = vocab.tokenize(text)
-        ids, lengths = vocab.encode_many([text], self.cfg.data.max_len)
-        if lengths[0] == 0:
-            sample = ", ".join(vocab.words[:15])
-            raise SearchError(
-                f"none of the query's tokens {tokens} is in the vocabulary of {self.run} "
-                f"({len(vocab)} words from the training captions, e.g. {sample}): use words of that kind"
-            )
-        dropped = [t for t in tokens if t not in vocab]
-        if dropped:
-            log.info("query words not in the vocabulary (ignored): %s", dropped)
-        return self.encoders.texts(ids, lengths, progress=False, desc="query")[0]
-
-    def encode_query_image(self, path: str | Path) -> np.ndarray:
-        """An image file → float32 [D] (test-time feature); SearchError if it cannot be decoded."""
-        from dpcnn.data.image_check import check_images
-
-        path = str(Path(path).resolve())
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"query image {path} does not exist")
-        good, failures = check_images([path], progress=False)
-        if 0 in failures:
-            raise SearchError(f"cannot use the query image {path}: {_short_reason(failures[0])}")
-        sizes = np.asarray([[good[0].height, good[0].width]], np.int32)
-        return self.encoders.images(np.asarray([path], dtype=object), sizes, progress=False, desc="query")[0]
-
-    def text_to_image(self, text: str, k: int = 5,
-                      gallery: str | Path | None = None) -> tuple[list[tuple[float, str]], Gallery]:
-        """Top-k gallery images for a caption: ([(score, path)] by decreasing score, the gallery)."""
-        _check_k(k)
-        query = self.encode_query_text(text)
-        g = self.gallery(gallery)
-        return _top(g.features @ query, list(g.paths), k), g
-
-    def image_to_text(self, image: str | Path, k: int = 5) -> list[tuple[float, str]]:
-        """Top-k test captions for an image: [(score, caption)] by decreasing score."""
-        _check_k(k)
-        query = self.encode_query_image(image)
-        feats = self.caption_features()
-        return _top(feats @ query, list(self.data.splits["test"].captions), k)
-
-
-def _short_reason(reason: str) -> str:
-    """A TensorFlow decoder message without its op-wrapper noise."""
-    reason = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", reason)
-    return re.sub(r"\s*\[Op:\w+\].*$", "", reason).strip()
-
-
-def _check_k(k: int) -> None:
-    if k < 1:
-        raise SearchError(f"--k must be at least 1, got {k}")
-
-
-def _top(scores: np.ndarray, items: list[str], k: int) -> list[tuple[float, str]]:
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [(float(scores[i]), items[i]) for i in order]
+def encode_image_files(embedder, paths: list[str], cache_dir: Path, progress: bool = False) -> Gallery:
+    """Features of image files, reusing the cache in ``cache_dir`` (keyed on content and model);
+    unreadable files are reported in ``skipped`` with a readable reason, never fatal."""
+    cache_path = Path(cache_dir) / f"{embedder.identity or 'model'}.npz"
+    cached = _load_cache(cache_path)
+    keys = [content_hash(p) if os.path.isfile(p) else f"missing:{p}" for p in paths]
+    todo = [i for i, k in enumerate(keys) if k not in cached]
+    if todo:
+        good, bad = check_images([paths[i] for i in todo], progress=progress)
+        for j, reason in bad.items():
+            cached[keys[todo[j]]] = reason
+        order = sorted(good)
+        if order:
+            sizes = np.asarray([[good[j].height, good[j].width] for j in order])
+            feats = embedder.encode_image_files([paths[todo[j]] for j in order], sizes, progress=progress)
+            for j, f in zip(order, feats):
+                cached[keys[todo[j]]] = f
+        _save_cache(cache_path, {k: cached[k] for k in set(keys) if not k.startswith("missing:")}, embedder.dim)
+    kept = [i for i, k in enumerate(keys) if not isinstance(cached[k], str)]
+    features = np.asarray([cached[keys[i]] for i in kept], np.float32).reshape(-1, embedder.dim)
+    skipped = [(paths[i], str(cached[k])) for i, k in enumerate(keys) if isinstance(cached[k], str)]
+    for path, reason in skipped:
+        log.warning("skipped %s: %s", path, reason)
+    return Gallery([paths[i] for i in kept], features, skipped, encoded=len(todo))
 
 
 # --------------------------------------------------------------------------------------------
-# Programmatic API
+# Galleries and corpora
 # --------------------------------------------------------------------------------------------
 
 
-def search_text(run: str | Path, text: str, k: int = 5, gallery: str | Path | None = None,
-                stage: int | None = None) -> list[tuple[float, str]]:
-    """Text → image: the top-k (cosine score, image path) of the test split or ``gallery`` folder."""
-    results, _ = Searcher(run, stage).text_to_image(text, k, gallery)
-    return results
+def folder_gallery(embedder, folder: str | os.PathLike, progress: bool = False) -> Gallery:
+    """Every image under ``folder`` (recursive), cached in ``folder/.dpcnn-cache``."""
+    paths = find_images(folder)
+    if not paths:
+        raise SearchError(f"no image files under {folder}")
+    gallery = encode_image_files(embedder, paths, Path(folder) / CACHE_DIR, progress)
+    if not gallery.paths:
+        path, reason = gallery.skipped[0]
+        raise SearchError(f"none of the {len(paths)} image files under {folder} could be read (e.g. {path}: {reason})")
+    gallery.source = f"{folder} ({len(paths)} image files)"
+    return gallery
 
 
-def search_image(run: str | Path, image_path: str | Path, k: int = 5,
-                 stage: int | None = None) -> list[tuple[float, str]]:
-    """Image → text: the top-k (cosine score, caption) of the run's test captions."""
-    return Searcher(run, stage).image_to_text(image_path, k)
+def test_gallery(run, stage: int, progress: bool = False) -> Gallery:
+    """A run's test split (needs its prepared data: ``dpcnn prepare`` re-creates it from the dataset)."""
+    from dpcnn.data.prepare import ensure_prepared
+
+    test = ensure_prepared(run.config, progress=progress, need=("test",)).splits["test"]
+    if test.num_images == 0:
+        raise SearchError(f"the prepared data of {run.path} has no test images: pass --gallery DIR")
+    images, _ = run.split_features(stage, test, "test", progress=progress)
+    return Gallery([str(p) for p in test.paths], images, source=f"test split ({test.num_images} images)")
+
+
+def read_captions(path: str | os.PathLike) -> list[str]:
+    """Captions from a file: one a line (blank lines skipped), or every caption of a COCO-format JSON file."""
+    from dpcnn.errors import DataNotFoundError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"captions file {path} does not exist")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix.lower() == ".json":
+        try:
+            obj = json.loads(text)
+            return [str(a["caption"]) for a in obj["annotations"] if isinstance(a, dict) and isinstance(a.get("caption"), str)]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SearchError(f"{path} is not a COCO-format captions file ({e}); give one caption a line instead") from e
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def caption_corpus(embedder, captions_file: str | os.PathLike | None = None, progress: bool = False) -> Corpus:
+    """The captions of ``captions_file`` (default: the model's training captions), encoded and cached."""
+    path = Path(captions_file) if captions_file else embedder.captions_file
+    if path is None:
+        raise SearchError("this model has no caption corpus of its own: pass --captions FILE")
+    captions = read_captions(path)
+    tokens, lengths = embedder.tokenize(captions)
+    keep = np.flatnonzero(lengths > 0)
+    if keep.size == 0:
+        raise SearchError(f"none of the {len(captions)} captions in {path} has a word of the model's vocabulary")
+    key = hashlib.sha256(tokens[keep].tobytes()).hexdigest()[:16]
+    cache = path.parent / CACHE_DIR / f"{path.name}-{embedder.identity or 'model'}-{key}.npy"
+    if cache.is_file():
+        features = np.load(cache, allow_pickle=False)
+    else:
+        features = embedder.encode_tokens(tokens[keep], progress=progress, desc="captions")
+        buf = io.BytesIO()
+        np.save(buf, features, allow_pickle=False)
+        try:
+            atomic_write_bytes(cache, buf.getvalue())
+        except OSError as e:
+            log.warning("cannot write the feature cache %s (%s)", cache, e)
+    if len(keep) < len(captions):
+        log.info("%d of the %d captions of %s have no word in the vocabulary: left out", len(captions) - len(keep),
+                 len(captions), path)
+    return Corpus([captions[i] for i in keep], features, len(captions) - len(keep), f"{path} ({len(keep)} captions)")
 
 
 # --------------------------------------------------------------------------------------------
-# CLI
+# Queries
 # --------------------------------------------------------------------------------------------
+
+
+def query_text(embedder, text: str) -> np.ndarray:
+    """A caption → its feature [D]; the tokens left out of the vocabulary are logged."""
+    dropped = [t for t in embedder.vocab.tokenize(text) if t not in embedder.vocab]
+    if dropped:
+        log.info("query words not in the vocabulary (ignored): %s", dropped)
+    return embedder.encode_texts([text])[0]
+
+
+def query_image(embedder, path: str | os.PathLike) -> np.ndarray:
+    """An image file → its feature [D]; SearchError if it cannot be read."""
+    path = str(Path(path).resolve())
+    good, bad = check_images([path], progress=False)
+    if 0 in bad:
+        raise SearchError(f"cannot use the query image {path}: {bad[0]}")
+    return embedder.encode_image_files([path], np.asarray([[good[0].height, good[0].width]]))[0]
+
+
+def top(query: np.ndarray, features: np.ndarray, items: list[str], k: int) -> list[tuple[float, str]]:
+    """The k items most similar to ``query``: [(cosine, item)], best first."""
+    from dpcnn.embedder import Embedder
+
+    return [(score, items[i]) for score, i in Embedder.search(query, features, k)]
 
 
 def format_table(results: list[tuple[float, str]], what: str) -> str:
@@ -273,60 +231,52 @@ def format_table(results: list[tuple[float, str]], what: str) -> str:
     return "\n".join(lines)
 
 
-def search_command(args) -> str:
-    """``dpcnn search`` (args: run, text, image, k, gallery, out, stage) → the text to print."""
-    searcher = Searcher(args.run, args.stage, progress=True)
-    lines = []
-    if args.text is not None:
-        results, g = searcher.text_to_image(args.text, args.k, args.gallery)
-        lines.append(f'text → image: "{args.text}" — gallery: {g.source}, stage {searcher.stage}'
-                     f"{' (cached features)' if g.from_cache else ''}")
+def search_command(model: str, text: str | None = None, image: str | None = None, gallery: str | None = None,
+                   captions: str | None = None, k: int = 5, out: str | None = None, as_json: bool = False,
+                   stage: int | None = None, is_run: bool = False) -> str:
+    """``dpcnn search`` → the text to print (a table, or JSON with ``as_json``)."""
+    from dpcnn.export import load
+    from dpcnn.report.figures import draw_image_results, draw_text_results
+
+    if k < 1:
+        raise SearchError(f"--k must be at least 1, got {k}")
+    embedder = load(model, stage)
+    lines: list[str] = []
+    if text is not None:
+        if captions:
+            raise SearchError("--captions is the corpus of --image searches; --text searches a --gallery of images")
+        if not gallery and not is_run:
+            raise SearchError("--gallery DIR is needed: an export has no images of its own to search")
+        query = query_text(embedder, text)  # a query without a known word fails before any image is read
+        if gallery:
+            g = folder_gallery(embedder, gallery, progress=not as_json)
+        else:
+            from dpcnn.run import Run
+
+            run = Run.open(model)
+            g = test_gallery(run, run.resolve_stage(stage))
+        results = top(query, g.features, g.paths, k)
+        if as_json:
+            return json.dumps({"query": text, "gallery": g.source, "results": [{"score": s, "image": p} for s, p in results],
+                               "skipped": [{"image": p, "reason": r} for p, r in g.skipped]}, indent=2)
+        lines.append(f'text → image: "{text}" — gallery: {g.source}'
+                     f"{f', {len(g.paths) - g.encoded} from the cache' if g.encoded < len(g.paths) else ''}")
         if g.skipped:
-            lines.append(f"skipped {len(g.skipped)} image file(s) that could not be decoded:")
+            lines.append(f"skipped {len(g.skipped)} file(s) that could not be read:")
             lines += [f"  {p}: {r}" for p, r in g.skipped]
         lines.append(format_table(results, "image"))
-        if args.out:
-            lines.append(f"wrote {draw_text_results(args.text, results, Path(args.out))}")
-    else:
-        if args.gallery:
-            raise SearchError("--gallery is for --text searches; --image searches the run's test captions")
-        results = searcher.image_to_text(args.image, args.k)
-        lines.append(f"image → text: {args.image} — the {searcher.data.splits['test'].num_captions} test captions, "
-                     f"stage {searcher.stage}")
-        lines.append(format_table(results, "caption"))
-        if args.out:
-            lines.append(f"wrote {draw_image_results(args.image, results, Path(args.out))}")
+        if out:
+            lines.append(f"wrote {draw_text_results(text, results, Path(out))}")
+        return "\n".join(lines)
+    if gallery:
+        raise SearchError("--gallery is for --text searches; --image searches captions (--captions FILE)")
+    corpus = caption_corpus(embedder, captions)
+    results = top(query_image(embedder, image), corpus.features, corpus.captions, k)
+    if as_json:
+        return json.dumps({"query": str(image), "captions": corpus.source,
+                           "results": [{"score": s, "caption": c} for s, c in results]}, indent=2)
+    lines.append(f"image → text: {image} — captions: {corpus.source}")
+    lines.append(format_table(results, "caption"))
+    if out:
+        lines.append(f"wrote {draw_image_results(image, results, Path(out))}")
     return "\n".join(lines)
-
-
-def draw_text_results(text: str, results: list[tuple[float, str]], out: Path) -> Path:
-    """A PNG of the query caption over its top-k images, scores as titles."""
-    from dpcnn.report import load_thumbnail, new_figure, save_png
-
-    fig = new_figure(2.2 * len(results) + 0.5, 3.0)
-    axes = fig.subplots(1, len(results), squeeze=False)[0]
-    for rank, (ax, (score, path)) in enumerate(zip(axes, results), start=1):
-        ax.imshow(load_thumbnail(path))
-        ax.set_title(f"#{rank}  {score:.3f}", fontsize=9)
-        ax.set_xlabel(textwrap.shorten(Path(path).name, 28), fontsize=7)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"“{textwrap.shorten(text, 120)}”", fontsize=11)
-    return save_png(fig, out)
-
-
-def draw_image_results(image: str | Path, results: list[tuple[float, str]], out: Path) -> Path:
-    """A PNG of the query image beside its top-k captions with scores."""
-    from dpcnn.report import load_thumbnail, new_figure, save_png
-
-    fig = new_figure(11, max(3.0, 0.5 * len(results) + 1))
-    left, right = fig.subplots(1, 2, width_ratios=[1, 3])
-    left.imshow(load_thumbnail(str(image)))
-    left.set_title(textwrap.shorten(Path(image).name, 30), fontsize=9)
-    left.set_xticks([])
-    left.set_yticks([])
-    right.axis("off")
-    text = "\n".join(f"#{r}  {s:.3f}  {textwrap.shorten(c, 90)}" for r, (s, c) in enumerate(results, start=1))
-    right.text(0.0, 1.0, text, va="top", ha="left", fontsize=9, family="monospace", transform=right.transAxes)
-    fig.suptitle("image → text", fontsize=11)
-    return save_png(fig, out)

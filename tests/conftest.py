@@ -30,7 +30,7 @@ def tiny_cfg(data_root):
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_cfg):
-    from dpcnn.prepare import ensure_prepared
+    from dpcnn.data.prepare import ensure_prepared
 
     return ensure_prepared(tiny_cfg, progress=False)
 
@@ -38,7 +38,7 @@ def tiny_data(tiny_cfg):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_cfg, tiny_data, tmp_path_factory) -> Path:
     """A finished two-stage run of the tiny preset (do not modify it in tests: copy it)."""
-    from dpcnn.training import train
+    from dpcnn.training.trainer import train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_cfg, run, verbose=0, data=tiny_data)

@@ -1,57 +1,49 @@
-"""Config presets, --set parsing and validation, JSON round trip."""
+"""Config: presets, --set parsing by type, validation, keys without effect, JSON round trip."""
 
 import json
 
 import pytest
 
 from dpcnn import config as C
+from dpcnn.presets import PAPER_PRESETS, PRESET_NAMES, preset
 
 
-@pytest.mark.parametrize("name", C.PRESET_NAMES)
+@pytest.mark.parametrize("name", PRESET_NAMES + tuple(f"{p}:tiny" for p in PAPER_PRESETS))
 def test_every_preset_is_valid_and_round_trips(name):
-    cfg = C.preset(name)
-    again = C.Config.from_dict(json.loads(cfg.to_json()))
-    assert again == cfg
+    cfg = preset(name)
+    assert C.Config.from_dict(json.loads(cfg.to_json())) == cfg
 
 
-def test_paper_presets_carry_the_official_numbers():
-    flickr, coco, cuhk = C.preset("flickr30k"), C.preset("coco"), C.preset("cuhk-pedes")
-    assert flickr.model.dropout == 0.75 and coco.model.dropout == 0.5 and cuhk.model.dropout == 0.8
-    assert coco.model.classifier_bias is False and flickr.model.classifier_bias is True
-    assert cuhk.data.max_len == 56 and flickr.data.max_len == 32
-    assert flickr.train.stage2_loss_weights == (2.0, 1.0, 0.1)
-    assert cuhk.train.stage2_loss_weights == (2.0, 1.0, 0.5) and cuhk.train.negative_mining == "random"
-    assert flickr.data.vocab_splits == ("train", "val")
-    assert "?" in coco.data.split_chars and "?" not in flickr.data.split_chars
-    assert coco.eval.protocols == ("1k", "5k")
-    t = flickr.train
-    assert (t.lr_conv, t.lr_bn_gamma, t.lr_bn_beta, t.lr_classifier_w, t.lr_classifier_b, t.lr_embedding) == (
-        0.1, 0.2, 0.1, 0.01, 0.02, 1e-3)
-    assert t.stage1_backbone_lr == 0.0 and t.momentum == 0.9 and t.nesterov and t.weight_decay == 1e-4
-    assert flickr.model.bn_momentum == 0.95 and flickr.model.bn_epsilon == 1e-3
-    assert flickr.model.text_blocks == (3, 4, 6, 1) and flickr.model.embed_dim == 2048
+def test_tiny_variants_keep_the_paper_method_and_shrink_the_rest():
+    for name in PAPER_PRESETS:
+        full, tiny = preset(name), preset(f"{name}:tiny")
+        assert tiny.data.dataset == "synthetic" and tiny.model.image_backbone == "small"
+        for key in ("train.stage1_multipliers", "train.stage2_multipliers", "train.stage2_loss_weights",
+                    "train.negative_mining", "train.margin", "model.dropout", "model.classifier_bias",
+                    "data.max_len", "data.resize_square", "eval.protocols", "eval.ap_rule", "eval.flip"):
+            assert tiny.get(key) == full.get(key), (name, key)
 
 
 def test_set_parses_each_type():
     cfg = C.resolve("tiny", [
-        "train.batch_size=16", "train.margin=0.5", "data.flip=yes", "data.dataset=coco-format",
-        "train.stage2_schedule=4:0.1,2:0.01", "model.text_blocks=[2,2]", "data.pixel_mean=1,2,3",
-        "data.vocab_splits=train,val",
+        "train.batch_size=16", "train.margin=0.5", "data.flip=yes", "train.stage2_schedule=4:0.1,2:0.01",
+        "model.text_blocks=[2,2]", "data.pixel_mean=1,2,3", "data.vocab_splits=train,val", "data.split_chars= -",
+        "train.mixed_precision=true",
     ])
     assert cfg.train.batch_size == 16 and cfg.train.margin == 0.5 and cfg.data.flip is True
-    assert cfg.data.dataset == "coco-format"
     assert cfg.train.stage2_schedule == ((4, 0.1), (2, 0.01))
-    assert cfg.model.text_blocks == (2, 2)
-    assert cfg.data.pixel_mean == (1.0, 2.0, 3.0)
-    assert cfg.data.vocab_splits == ("train", "val")
+    assert cfg.model.text_blocks == (2, 2) and cfg.data.pixel_mean == (1.0, 2.0, 3.0)
+    assert cfg.data.vocab_splits == ("train", "val") and cfg.data.split_chars == " -"
+    assert cfg.train.mixed_precision == "true"
 
 
-def test_unknown_key_lists_the_valid_ones():
+def test_unknown_key_suggests_the_nearest():
     with pytest.raises(C.ConfigError) as e:
-        C.resolve("tiny", ["train.bogus=1"])
-    assert "train.bogus" in str(e.value) and "train.batch_size" in str(e.value)
-    with pytest.raises(C.ConfigError, match="unknown config key 'nosection.x'"):
-        C.resolve("tiny", ["nosection.x=1"])
+        C.resolve("tiny", ["train.batchsize=1"])
+    assert "'train.batchsize'" in str(e.value) and "did you mean train.batch_size" in str(e.value)
+    assert len(str(e.value)) < 200  # one short line, not every key
+    with pytest.raises(C.ConfigError, match="did you mean data.max_len"):
+        C.resolve("tiny", ["dat.max_len=3"])
 
 
 @pytest.mark.parametrize("pair, message", [
@@ -61,7 +53,9 @@ def test_unknown_key_lists_the_valid_ones():
     ("data.vocab_splits=train,test", "test captions"),
     ("model.text_widths=[1,2,3]", "one value per text stage"),
     ("train.strategy=gpu", "train.strategy"),
+    ("train.jit_compile=sometimes", "train.jit_compile"),
     ("model.dropout=1.0", "drop probability"),
+    ("train.stage1_loss_weights=1,1,1", "rank weight must be 0"),
     ("noequals", "section.key=value"),
 ])
 def test_bad_values_are_rejected_with_a_reason(pair, message):
@@ -69,9 +63,34 @@ def test_bad_values_are_rejected_with_a_reason(pair, message):
         C.resolve("tiny", [pair])
 
 
+@pytest.mark.parametrize("preset_name, pairs, decides", [
+    ("demo", ["data.images=/x"], "data.dataset=coco-format"),
+    ("demo", ["data.val_annotations=/x.json"], "data.dataset=coco-format"),
+    ("coco", ["synthetic.num_train=5"], "data.dataset=coco"),
+    ("coco", ["train.tpu=local"], "train.strategy=tpu"),
+    ("cuhk-pedes", ["train.negative_pool=64"], "train.negative_mining=hard"),
+    ("coco", ["model.small_blocks=1"], "model.image_backbone=small"),
+    ("coco", ["eval.ap_rule=standard"], "reid"),
+    ("demo", ["data.dataset=coco-format", "data.val_annotations=/v.json", "data.test_annotations=/t.json",
+              "data.holdout_images=10"], "single COCO-format file"),
+])
+def test_a_key_without_effect_is_an_error_naming_the_key_that_decides(preset_name, pairs, decides):
+    with pytest.raises(C.ConfigError, match="has no effect") as e:
+        C.resolve(preset_name, pairs)
+    assert decides in str(e.value)
+
+
+def test_captions_given_to_the_demo_mean_your_own_data(caplog):
+    with caplog.at_level("INFO", logger="dpcnn"):
+        cfg = C.resolve("demo", ["data.annotations=/my/captions.json", "data.images=/my/images"])
+    assert cfg.data.dataset == "coco-format" and "coco-format" in caplog.text
+
+
 def test_unknown_preset_and_bad_json_file(tmp_path):
     with pytest.raises(C.ConfigError, match="unknown preset"):
         C.resolve("imagenet")
+    with pytest.raises(C.ConfigError, match="unknown preset"):
+        C.resolve("demo:tiny")  # tiny variants exist for the paper presets
     bad = tmp_path / "cfg.json"
     bad.write_text("{not json")
     with pytest.raises(C.ConfigError, match="not valid JSON"):
@@ -88,13 +107,13 @@ def test_saved_config_loads_back(tmp_path):
 
 
 def test_paper_presets_stop_stage_two_at_the_tested_epoch():
-    from dpcnn.optimizer import schedule_epochs
+    from dpcnn.training.optimizer import schedule_epochs
 
     # test_coco/extract_pic_feature_word2_plus.m:2 loads net-epoch-20 of the 21 epochs that
     # train_coco_Rankloss_shift_hard.m trains (15 x 0.1, 5 x 0.01, 1 x 0.001).
-    coco = C.preset("coco").train.stage2_schedule
+    coco = preset("coco").train.stage2_schedule
     assert schedule_epochs(coco) == 20 and coco == ((15, 0.1), (5, 0.01))
     # test_cuhk/extract_pic_feature_word2_plus.m:2 loads net-epoch-60 of the 61 epochs of
     # train_cuhk_Rankloss_shift.m (40 x 0.1, 21 x 0.01).
-    cuhk = C.preset("cuhk-pedes").train.stage2_schedule
+    cuhk = preset("cuhk-pedes").train.stage2_schedule
     assert schedule_epochs(cuhk) == 60 and cuhk == ((40, 0.1), (20, 0.01))

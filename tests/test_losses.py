@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dpcnn import losses
+from dpcnn.training import mining
 
 # Anchors are the unit axes; every vector below has norm 1.
 XP = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
@@ -34,7 +35,7 @@ def test_ranking_loss_sign_rewards_similar_positives():
 def test_hardest_negative_is_the_most_similar_candidate():
     candidates = np.array([[0.6, 0.8, 0], [0, 0, 1], [1, 0, 0], [0, 0.6, 0.8]], np.float32)
     # anchor e1 · candidates = [0.6, 0, 1, 0] → 2; e2 → [0.8, 0, 0, 0.6] → 0; e3 → [0, 1, 0, 0.8] → 1
-    assert np.asarray(losses.hardest_negatives(XP, candidates)).tolist() == [2, 0, 1]
+    assert np.asarray(mining.hardest_negatives(XP, candidates)).tolist() == [2, 0, 1]
 
 
 def test_instance_loss_and_accuracy_by_hand():

@@ -6,8 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from dpcnn.config import ModelConfig, preset
-from dpcnn.model.image_branch import WeightsUnavailableError, build_image_encoder
+from dpcnn.config import ModelConfig
+from dpcnn.errors import WeightsUnavailableError
+from dpcnn.model.image_branch import build_image_encoder
+from dpcnn.presets import preset
 from dpcnn.model.text_branch import build_text_encoder, stage_lengths
 
 
@@ -110,21 +112,3 @@ def test_missing_imagenet_weights_name_the_file(monkeypatch):
     monkeypatch.setattr(keras.applications, "ResNet50", offline)
     with pytest.raises(WeightsUnavailableError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
         build_image_encoder(ModelConfig(), 224, (0.0, 0.0, 0.0))
-
-
-def test_model_and_branches_round_trip_through_keras_files(tmp_path, tiny_cfg, tiny_data):
-    from dpcnn.training import build_for
-
-    model = build_for(tiny_cfg, tiny_data)
-    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    tokens = tiny_data.splits["test"].tokens[:3]
-    model.save(tmp_path / "model.keras")
-    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-    np.testing.assert_allclose(loaded.image_encoder(images).numpy(), model.image_encoder(images).numpy(), atol=1e-5)
-    np.testing.assert_allclose(loaded.text_encoder(tokens).numpy(), model.text_encoder(tokens).numpy(), atol=1e-5)
-    assert loaded.num_classes == model.num_classes and loaded.classifier_bias == model.classifier_bias
-    for branch, x in ((model.image_encoder, images), (model.text_encoder, tokens)):
-        path = tmp_path / f"{branch.name}.keras"
-        branch.save(path)
-        again = keras.saving.load_model(path, safe_mode=True)
-        np.testing.assert_allclose(again(x).numpy(), branch(x).numpy(), atol=1e-5)

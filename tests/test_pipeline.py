@@ -1,6 +1,5 @@
 """tf.data pipelines: shapes, determinism, resume offsets, caption/label alignment, shifts, negatives."""
 
-import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +9,7 @@ from PIL import Image
 
 from dpcnn.config import apply_overrides
 from dpcnn.data import pipeline
-from dpcnn.data.prepared import SplitArrays
+from dpcnn.data.prepare import SplitArrays
 
 
 def batches(ds, n):
@@ -78,15 +77,15 @@ def test_random_starts_cover_exactly_the_valid_range():
 
 
 def test_crop_boxes_stay_inside_with_the_configured_aspect_and_size():
-    for i in range(200):
-        h, w = (200, 300) if i % 2 else (300, 120)
-        y0, x0, ch, cw = (int(v) for v in pipeline.random_crop_box(
-            h, w, tf.constant([i, 7], tf.int64), (0.8, 1.0), (0.75, 4 / 3)))
+    u = tf.random.stateless_uniform([400, 4], seed=[3, 7])
+    heights = tf.constant([200, 300] * 200)
+    widths = tf.constant([300, 120] * 200)
+    boxes = np.stack([b.numpy() for b in pipeline.crop_boxes(heights, widths, u, (0.8, 1.0), (0.75, 4 / 3))], 1)
+    for (y0, x0, ch, cw), h, w in zip(boxes, heights.numpy(), widths.numpy()):
         assert 0 <= y0 and 0 <= x0 and y0 + ch <= h and x0 + cw <= w
         aspect = cw / ch
         assert 0.75 - 0.02 <= aspect <= 4 / 3 + 0.02
-        # the box is 80-100 % (per side) of the largest box of that aspect that fits
-        largest_w = min(w, h * aspect)
+        largest_w = min(w, h * aspect)  # the box is 80-100 % (per side) of the largest of that aspect
         assert 0.8 - 0.02 <= cw / largest_w <= 1.0 + 1e-6
 
 
@@ -107,12 +106,13 @@ def _row_coded_image(path, width, height):
 
 
 def _mean_height_covered(path, height, data, n=300):
-    fn = tf.function(lambda s: pipeline.train_image(tf.constant(str(path)), s, data))
-    covered = []
-    for i in range(n):
-        rows = fn(tf.constant([i, 11], tf.int64)).numpy()[..., 0] * (height - 1) / 255
-        covered.append((rows.max() - rows.min() + 1) / height)
-    return float(np.mean(covered))
+    """Mean fraction of the picture's rows that a training crop of ``path`` contains, over n draws."""
+    image = tf.constant(np.asarray(Image.open(path).convert("RGB")))
+    u = tf.random.stateless_uniform([n, pipeline.AUG], seed=[11, 5])
+    shape = tf.shape(image)
+    images = pipeline.augment(lambda i: image, tf.fill([n], shape[0]), tf.fill([n], shape[1]), u, data).numpy()
+    rows = images[..., 0] * (height - 1) / 255
+    return float(np.mean((rows.max(axis=(1, 2)) - rows.min(axis=(1, 2)) + 1) / height))
 
 
 def test_squashed_frame_crops_cover_most_of_a_pedestrian(tmp_path):
@@ -175,10 +175,10 @@ def test_caption_groups_by_identity():
 
 
 def test_random_mining_draws_other_identities(tiny_cfg, monkeypatch):
-    cfg = apply_overrides(tiny_cfg, ["train.negative_mining=random", "train.batch_size=8"])
+    cfg = apply_overrides(tiny_cfg, ["train.negative_mining=random", "train.batch_size=8", "data.cache_images=false"])
     split = _identity_split()
-    monkeypatch.setattr(pipeline, "_load_images", lambda tables, images, seeds, data: tf.zeros(
-        [tf.shape(images)[0], data.image_size, data.image_size, 3]))
+    monkeypatch.setattr(pipeline._Tables, "images", lambda self, indices, uniform, data: tf.zeros(
+        [tf.shape(indices)[0], data.image_size, data.image_size, 3]))
     for b in batches(pipeline.stage2_dataset(split, cfg, 0, 3, by_identity=True), 8):
         assert b["pool_tokens"].shape[0] == 4  # one negative caption per anchor
         assert np.all(b["negative_labels"] != b["anchor_labels"])
@@ -187,15 +187,27 @@ def test_random_mining_draws_other_identities(tiny_cfg, monkeypatch):
         np.testing.assert_array_equal(split.identities[pool_images], b["pool_labels"])
 
 
-def test_eval_batches_cover_every_image_once_grouped_by_size(tiny_cfg):
-    data = dataclasses.replace(tiny_cfg.data, resize_shorter=20)
-    sizes = np.array([[40, 60], [60, 40], [40, 60], [30, 30], [80, 120]])
-    groups = pipeline.eval_image_batches(np.asarray(["x"] * 5, dtype=object), sizes, data, "full", 2)
-    seen = np.sort(np.concatenate([index for index, _ in groups]))
-    np.testing.assert_array_equal(seen, np.arange(5))
-    assert {tuple(pipeline.eval_size(h, w, data, "full")) for h, w in sizes} == {(20, 30), (30, 20), (20, 20)}
-    assert len(groups) == 3
-    assert pipeline.eval_size(40, 60, data, "center") == (data.image_size, data.image_size)
+def test_candidate_pool_is_position_shifted(tiny_cfg, tiny_data):
+    """PAPER_SPEC §2.1: every training sample gets its own position shift, the 256 candidates included."""
+    split = tiny_data.splits["train"]
+    starts = []
+    for b in batches(pipeline.stage2_dataset(split, tiny_cfg, 0, 2), 8):
+        for row in b["pool_tokens"]:
+            nonzero = np.flatnonzero(row)
+            starts.append(int(nonzero[0]))
+            assert nonzero[-1] - nonzero[0] + 1 == len(nonzero)  # still contiguous
+    assert len(set(starts)) > 3  # captions of 2-8 words in 16 slots start at many places
+    unshifted = apply_overrides(tiny_cfg, ["train.position_shift=false"])
+    b = batches(pipeline.stage2_dataset(split, unshifted, 0, 1), 1)[0]
+    assert all(row[0] > 0 for row in b["pool_tokens"])
+
+
+def test_cached_images_give_the_same_batches_as_decoding(tiny_cfg, tiny_data):
+    split = tiny_data.splits["train"]
+    cached = batches(pipeline.stage1_dataset(split, apply_overrides(tiny_cfg, ["data.cache_images=true"]), 0, 1), 2)
+    decoded = batches(pipeline.stage1_dataset(split, apply_overrides(tiny_cfg, ["data.cache_images=false"]), 0, 1), 2)
+    for a, b in zip(cached, decoded):
+        np.testing.assert_array_equal(a["images"], b["images"])
 
 
 @pytest.mark.parametrize("n, batch, expected", [(48, 8, 6), (50, 8, 6)])

@@ -1,22 +1,29 @@
-"""Dataset readers on tiny files written here in each source's real format (offline, no images decoded)."""
+"""Dataset readers and the registry, on tiny files written here in each source's real format
+(offline; no image is decoded, TensorFlow is not imported)."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import random
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from dpcnn.config import ConfigError, DataConfig
-from dpcnn.data.coco import read_coco_format, read_mscoco_karpathy
-from dpcnn.data.cuhk_pedes import read_cuhk_pedes
-from dpcnn.data.flickr30k import read_flickr30k_karpathy, read_flickr30k_paper
-from dpcnn.data.manifest import ImageRecord, by_split
-from dpcnn.data.sources import DataNotFoundError, describe_sources, load_records
-from dpcnn.data.splits import check_disjoint, split_by_image
+from dpcnn.config import DataConfig
+from dpcnn.data import download
+from dpcnn.data.coco_captions import read_coco_format
+from dpcnn.data.datasets import REGISTRY, get
+from dpcnn.data.datasets.cuhk_pedes import read_cuhk_pedes
+from dpcnn.data.datasets.flickr30k import read_flickr30k_karpathy, read_flickr30k_paper
+from dpcnn.data.datasets.mscoco import read_mscoco_karpathy
+from dpcnn.data.manifest import Exclusions, ImageRecord
+from dpcnn.data.splits import check_disjoint, holdout_size, split_by_image
+from dpcnn.errors import ConfigError, DataError, DataNotFoundError, UserError
 
 # --------------------------------------------------------------------------------------------
 # Fixture writers (the real formats)
@@ -46,12 +53,19 @@ def coco_captions(images: dict[int, str], captions: list[tuple[int, str]]) -> di
 def coco_numbered(n: int, start: int = 1, prefix: str = "img") -> dict:
     """n images, image k has captions 'caption k a' and 'caption k b'."""
     images = {k: f"{prefix}{k}.jpg" for k in range(start, start + n)}
-    caps = [(k, f"caption {k} {s}") for k in images for s in "ab"]
-    return coco_captions(images, caps)
+    return coco_captions(images, [(k, f"caption {k} {s}") for k in images for s in "ab"])
+
+
+def count(recs: list[ImageRecord], split: str) -> int:
+    return sum(r.split == split for r in recs)
+
+
+def split_counts(recs: list[ImageRecord]) -> list[int]:
+    return [count(recs, s) for s in ("train", "val", "test")]
 
 
 # --------------------------------------------------------------------------------------------
-# read_coco_format
+# COCO-format files: records, file-level errors, item-level exclusions
 # --------------------------------------------------------------------------------------------
 
 
@@ -59,57 +73,95 @@ def test_coco_format_records_caption_order_and_no_stdout(tmp_path, capsys, caplo
     ann = write_json(tmp_path / "caps.json", coco_captions(
         {7: "a.jpg", 3: "sub/b.jpg", 9: "c.jpg"},
         [(3, "b first"), (7, "a first"), (3, "b second"), (7, "a second"), (3, "b third")]))
-    for name in ("a.jpg", "sub/b.jpg", "c.jpg"):
-        write_jpeg(tmp_path / "imgs" / name)
+    ex = Exclusions()
     with caplog.at_level(logging.DEBUG, logger="dpcnn"):
-        recs = read_coco_format(ann, tmp_path / "imgs", "val")
+        recs = read_coco_format(ann, tmp_path / "imgs", "val", ex)
     assert capsys.readouterr().out == ""  # pycocotools' prints are captured...
     assert any("creating index" in r.getMessage() for r in caplog.records)  # ...and logged
     assert [r.image_id for r in recs] == ["7", "3", "9"]  # images[] order, str ids
     assert recs[0].captions == ("a first", "a second")
     assert recs[1].captions == ("b first", "b second", "b third")
     assert recs[1].path == str((tmp_path / "imgs" / "sub" / "b.jpg").absolute())
-    assert recs[2].captions == ()  # zero-caption image kept, not dropped
+    assert recs[2].captions == ()  # zero-caption image kept for prepare to count, not dropped
     assert {r.split for r in recs} == {"val"} and all(r.identity == r.image_id for r in recs)
+    assert ex.total == 0
 
 
 def test_coco_format_does_not_open_images(tmp_path):
     ann = write_json(tmp_path / "caps.json", coco_numbered(2))
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "img1.jpg").write_bytes(b"not a jpeg")  # corrupt; img2 missing
-    recs = read_coco_format(ann, tmp_path / "imgs", "train")
-    assert len(recs) == 2
+    assert len(read_coco_format(ann, tmp_path / "imgs", "train", Exclusions())) == 2
+
+
+ONE = {"id": 1, "file_name": "a.jpg"}
 
 
 @pytest.mark.parametrize("content, message", [
-    ("{not json", "not a valid JSON"),
-    ("[1, 2]", "JSON object"),
+    ("{not json", "not a valid JSON COCO-format captions file (Expecting property name"),
+    ('{"images": [], "annotations": [', "Expecting value at line 1, column 32"),  # truncated: the end of the file
+    ("[1, 2]", "JSON object with 'images' and 'annotations', got a JSON list"),
     (json.dumps({"annotations": []}), "missing top-level 'images'"),
     (json.dumps({"images": []}), "missing top-level 'annotations'"),
-    (json.dumps({"images": [], "annotations": []}), None),  # valid, empty
-    (json.dumps(coco_captions({1: "a.jpg"}, [(1, "ok"), (2, "orphan"), (5, "orphan")])),
-     "not in 'images': 2, 5"),
-    (json.dumps({"images": [{"id": 1}], "annotations": []}), "images[0] needs 'id' and 'file_name'"),
-    (json.dumps({"images": [{"id": 1, "file_name": "a"}, {"id": 1, "file_name": "b"}], "annotations": []}),
-     "appears twice"),
-    (json.dumps({"images": [{"id": 1, "file_name": "a"}], "annotations": [{"id": 1, "image_id": 1}]}),
-     "annotations[0] needs"),
-    (json.dumps({"images": [{"id": 1, "file_name": "a"}],
-                 "annotations": [{"id": 1, "image_id": 1, "caption": None}]}), "must be a string"),
+    (json.dumps({"images": {"1": "a.jpg"}, "annotations": []}), "'images' must be a list, got a JSON dict"),
+    (json.dumps({"images": [ONE, {"id": 1, "file_name": "b.jpg"}], "annotations": []}),
+     "image id 1 appears twice in 'images' (images[0] and images[1])"),
+    (json.dumps({"images": [ONE], "annotations": []}), "no captions: 'annotations' is empty"),
+    (json.dumps({"images": [ONE], "annotations": [{"image_id": 2, "caption": "x"}, {"image_id": 1, "caption": 5}]}),
+     "no usable caption in its 2 annotations; the first problem: annotations[0]: caption of an unknown image id"),
+    (json.dumps({"images": [ONE], "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0, 1, 1]}]}),
+     "(an instances/keypoints file, not a captions file?)"),
 ])
-def test_coco_format_malformed_files(tmp_path, content, message):
+def test_coco_format_file_level_problems_are_data_errors_naming_the_file(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content, encoding="utf-8")
-    if message is None:
-        assert read_coco_format(path, tmp_path, "train") == []
-        return
-    with pytest.raises(ValueError, match="bad.json") as err:
-        read_coco_format(path, tmp_path, "train")
+    with pytest.raises(DataError) as err:
+        read_coco_format(path, tmp_path, "train", Exclusions())
+    assert isinstance(err.value, UserError) and str(path) in str(err.value)
     assert message in str(err.value)
+    assert "\n" not in str(err.value)  # the CLI prints it as one line
+
+
+def test_coco_format_bad_entries_are_excluded_and_counted(tmp_path):
+    obj = coco_captions({1: "a.jpg", 2: "b.jpg"}, [(1, "good one"), (17, "orphan"), (2, "good two")])
+    obj["images"] += [{"id": 3, "file_name": ""}, {"file_name": "noid.jpg"}, "not an object"]
+    obj["annotations"] += [
+        {"id": 7, "image_id": 1, "caption": 42},
+        {"id": 8, "image_id": 2},
+        {"id": 9, "image_id": 3, "caption": "of the image without a file name"},
+        {"id": 10, "image_id": [1], "caption": "odd id"},
+    ]
+    ex = Exclusions()
+    recs = read_coco_format(write_json(tmp_path / "mine.json", obj), tmp_path, "train", ex)
+    assert [(r.image_id, r.captions) for r in recs] == [("1", ("good one",)), ("2", ("good two",))]
+    report = ex.report()
+    assert report["excluded_counts"] == {
+        "caption of an unknown image id": 1, "caption is not a string": 1, "annotation has no caption": 1,
+        "caption of an excluded image entry": 1, "annotation has no usable image_id": 1,
+        "image entry has no usable file_name": 1, "image entry has no usable id": 1, "image entry is not an object": 1}
+    orphan = next(c for c in report["excluded_captions"] if c["reason"] == "caption of an unknown image id")
+    assert orphan == {"source": "mine.json", "entry": "annotations[1]", "image_id": 17, "caption": "orphan",
+                      "reason": "caption of an unknown image id"}
+    not_str = next(c for c in report["excluded_captions"] if c["entry"] == "annotations[3]")
+    assert not_str["caption"] == 42 and not_str["reason"] == "caption is not a string (int)"
+    assert [e["entry"] for e in report["excluded_images"]] == ["images[2]", "images[3]", "images[4]"]
+    json.dumps(report)  # every listed value is JSON (the [1] id is listed as its repr)
+
+
+def test_exclusions_count_everything_but_list_only_the_first():
+    ex = Exclusions(max_listed=3)
+    for k in range(5):
+        ex.image(f"corrupt image: broken byte {k}", path=f"/i/{k}.jpg")
+        ex.caption(f"caption is not a string ({['int', 'list'][k % 2]})", caption=k)
+    report = ex.report()
+    assert report["excluded_counts"] == {"corrupt image": 5, "caption is not a string": 5}  # the kind, not the detail
+    assert [e["path"] for e in report["excluded_images"]] == ["/i/0.jpg", "/i/1.jpg", "/i/2.jpg"]
+    assert report["excluded_images"][1]["reason"] == "corrupt image: broken byte 1"
+    assert len(report["excluded_captions"]) == 3 and ex.total == 10
 
 
 # --------------------------------------------------------------------------------------------
-# read_mscoco_karpathy
+# MSCOCO 2014 + Karpathy split
 # --------------------------------------------------------------------------------------------
 
 
@@ -134,13 +186,18 @@ def write_mscoco(root: Path, karpathy_splits: dict[int, str] | None = None,
     return files, write_json(karpathy_path or root / "karpathy" / "dataset_coco.json", karpathy)
 
 
+def read_karpathy(files, root, karpathy, ex=None):
+    obj = json.loads(Path(karpathy).read_text())
+    return read_mscoco_karpathy(files, root, obj, karpathy, Exclusions() if ex is None else ex)
+
+
 def test_mscoco_karpathy_splits_restval_and_paths(tmp_path, capsys):
     files, karpathy = write_mscoco(tmp_path)
-    recs = read_mscoco_karpathy(files, tmp_path, karpathy)
+    recs = read_karpathy(files, tmp_path, karpathy)
     assert capsys.readouterr().out == ""
-    split = {r.image_id: r.split for r in recs}
-    assert split == {"1": "train", "2": "train", "3": "train", "4": "val", "5": "test", "6": "train", "7": "test"}
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [4, 1, 2]
+    assert {r.image_id: r.split for r in recs} == {"1": "train", "2": "train", "3": "train", "4": "val",
+                                                   "5": "test", "6": "train", "7": "test"}
+    assert split_counts(recs) == [4, 1, 2]
     r2, r5 = (next(r for r in recs if r.image_id == i) for i in ("2", "5"))
     assert r2.path == str((tmp_path / "train2014" / "COCO_train2014_000000000002.jpg").absolute())
     assert r5.path == str((tmp_path / "val2014" / "COCO_val2014_000000000005.jpg").absolute())
@@ -148,18 +205,28 @@ def test_mscoco_karpathy_splits_restval_and_paths(tmp_path, capsys):
     assert r5.captions == ("val 5 a", "val 5 b", "val 5 c")
 
 
-def test_mscoco_karpathy_disagreements(tmp_path):
+def test_mscoco_karpathy_files_that_do_not_belong_together(tmp_path):
     files, karpathy = write_mscoco(tmp_path, {1: "train", 2: "train", 4: "val", 5: "test", 6: "test", 7: "val"})
-    with pytest.raises(ValueError, match=r"not in the Karpathy split file, e\.g\. ids 3"):
-        read_mscoco_karpathy(files, tmp_path, karpathy)
+    with pytest.raises(DataError, match=r"not in the Karpathy split file, e\.g\. ids 3"):
+        read_karpathy(files, tmp_path, karpathy)
     files, karpathy = write_mscoco(tmp_path)
-    with pytest.raises(ValueError, match="in none of"):  # only one of the two annotation files
-        read_mscoco_karpathy(files[:1], tmp_path, karpathy)
+    with pytest.raises(DataError, match="in none of"):  # only one of the two annotation files
+        read_karpathy(files[:1], tmp_path, karpathy)
     obj = json.loads(karpathy.read_text())
     obj["images"][0]["split"] = "holdout"
     write_json(karpathy, obj)
-    with pytest.raises(ValueError, match="'holdout'"):
-        read_mscoco_karpathy(files, tmp_path, karpathy)
+    with pytest.raises(DataError, match=r"images\[0\] \(cocoid 7\) has split 'holdout'"):
+        read_karpathy(files, tmp_path, karpathy)
+
+
+def test_mscoco_orphan_caption_in_the_official_file_is_counted(tmp_path):
+    files, karpathy = write_mscoco(tmp_path)
+    obj = json.loads(files[1].read_text())
+    obj["annotations"].append({"id": 999, "image_id": 12345, "caption": "an image that is not there"})
+    write_json(files[1], obj)
+    ex = Exclusions()
+    assert split_counts(read_karpathy(files, tmp_path, karpathy, ex)) == [4, 1, 2]
+    assert ex.report()["excluded_captions"][0]["source"] == "captions_val2014.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,9 +252,13 @@ def write_flickr(root: Path, seed: int = 0) -> dict[str, Path]:
             "images": root / "flickr30k" / "flickr30k-images"}
 
 
+def read_paper(p, ex=None):
+    return read_flickr30k_paper(p["token"], p["images"], p["test"], p["dev"], Exclusions() if ex is None else ex)
+
+
 def test_flickr30k_paper_split_and_captions_by_filename(tmp_path):
     p = write_flickr(tmp_path, seed=0)
-    recs = read_flickr30k_paper(p["token"], p["images"], p["test"], p["dev"])
+    recs = read_paper(p)
     split = {r.image_id: r.split for r in recs}
     assert split == {"1000092795.jpg": "train", "10002456.jpg": "train", "1001465944.jpg": "train",
                      "2513260012.jpg": "test", "3385593926.jpg": "test", "667626.jpg": "val"}
@@ -198,45 +269,59 @@ def test_flickr30k_paper_split_and_captions_by_filename(tmp_path):
     assert [r.image_id for r in recs] == sorted(split)
     # another line order of the token file gives the same records (no dependence on listing order)
     p2 = write_flickr(tmp_path / "other", seed=1)
-    recs2 = read_flickr30k_paper(p2["token"], p["images"], p2["test"], p2["dev"])
+    recs2 = read_flickr30k_paper(p2["token"], p["images"], p2["test"], p2["dev"], Exclusions())
     assert p["token"].read_text() != p2["token"].read_text() and recs2 == recs
 
 
 def test_flickr30k_image_in_both_lists_is_test(tmp_path):
     p = write_flickr(tmp_path)
     p["dev"].write_text("2513260012_03d33305cf.jpg\n10002456_0000000000.jpg\n")  # also in the test list
-    recs = read_flickr30k_paper(p["token"], p["images"], p["test"], p["dev"])
-    split = {r.image_id: r.split for r in recs}
+    split = {r.image_id: r.split for r in read_paper(p)}
     assert split["2513260012.jpg"] == "test" and split["10002456.jpg"] == "val"  # as split_Flickr30k.m
 
 
-@pytest.mark.parametrize("bad_line, lineno", [
-    ("1000092795.jpg\tno index", 2), ("1000092795.jpg#x\tbad index", 2),
-    ("1000092795.jpg#0 no tab", 2), ("1000092795.jpg#0\tduplicate", 2),
+@pytest.mark.parametrize("bad_line, reason", [
+    ("1000092795.jpg\tno index", "line is not 'name.jpg#k<TAB>caption'"),
+    ("1000092795.jpg#x\tbad index", "line is not 'name.jpg#k<TAB>caption'"),
+    ("1000092795.jpg#1 no tab", "line is not 'name.jpg#k<TAB>caption'"),
+    ("1000092795.jpg#0\tduplicate", "caption number seen twice: 1000092795.jpg#0"),
 ])
-def test_flickr30k_token_malformed_line(tmp_path, bad_line, lineno):
+def test_flickr30k_bad_token_line_is_excluded_with_its_line_number(tmp_path, bad_line, reason):
     p = write_flickr(tmp_path)
-    p["token"].write_text(f"1000092795.jpg#0\tfirst\n{bad_line}\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=f"line {lineno}"):
-        read_flickr30k_paper(p["token"], p["images"], p["test"], p["dev"])
+    p["token"].write_text(f"1000092795.jpg#0\tfirst\n{bad_line}\n10002456.jpg#0\tother\n", encoding="utf-8")
+    ex = Exclusions()
+    recs = read_paper(p, ex)
+    assert [(r.image_id, r.captions) for r in recs] == [("1000092795.jpg", ("first",)), ("10002456.jpg", ("other",))]
+    [entry] = ex.report()["excluded_captions"]
+    assert entry["line"] == 2 and entry["reason"] == reason and entry["source"] == "results_20130124.token"
+
+
+def test_flickr30k_token_file_without_a_usable_line_is_a_data_error(tmp_path):
+    p = write_flickr(tmp_path)
+    write_json(p["token"], {"images": []})  # e.g. the Karpathy file given as the token file
+    with pytest.raises(DataError, match=r"results_20130124\.token: no caption line .*the first problem: line 1: "):
+        read_paper(p)
+    p["token"].write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(DataError, match="not a UTF-8 text file"):
+        read_paper(p)
 
 
 def test_flickr30k_karpathy(tmp_path):
     obj = {"dataset": "flickr30k", "images": [
         {"filename": "1.jpg", "split": "train", "imgid": 0, "sentences": [{"raw": "one a"}, {"raw": "one b"}]},
-        {"filename": "2.jpg", "split": "val", "imgid": 1, "sentences": [{"raw": "two"}]},
-        {"filename": "3.jpg", "split": "test", "imgid": 2, "sentences": [{"raw": "three"}]},
+        {"filename": "2.jpg", "split": "val", "imgid": 1, "sentences": [{"raw": "two"}, {"tokens": ["no", "raw"]}]},
+        {"filename": "3.jpg", "split": "test", "imgid": 2, "sentences": [{"raw": "three"}, {"raw": 3}]},
         {"filename": "4.jpg", "split": "restval", "imgid": 3, "sentences": [{"raw": "four"}]},
+        {"split": "train", "imgid": 4, "sentences": [{"raw": "no file name"}]},
     ]}
-    path = write_json(tmp_path / "dataset_flickr30k.json", obj)
-    recs = read_flickr30k_karpathy(path, tmp_path / "imgs")
+    ex = Exclusions()
+    recs = read_flickr30k_karpathy(write_json(tmp_path / "dataset_flickr30k.json", obj), tmp_path / "imgs", ex)
     assert [(r.image_id, r.split, r.captions) for r in recs] == [
         ("1.jpg", "train", ("one a", "one b")), ("2.jpg", "val", ("two",)),
         ("3.jpg", "test", ("three",)), ("4.jpg", "train", ("four",))]
-    obj["images"][1]["sentences"] = [{"tokens": ["no", "raw"]}]
-    write_json(path, obj)
-    with pytest.raises(ValueError, match=r"images\[1\].*'raw'"):
-        read_flickr30k_karpathy(path, tmp_path / "imgs")
+    assert ex.report()["excluded_counts"] == {"sentence has no 'raw' caption": 1, "caption is not a string": 1,
+                                              "Karpathy entry without a usable 'filename'": 1}
+    assert ex.report()["excluded_captions"][0]["entry"] == "images[1].sentences[1]"
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,36 +343,48 @@ def cuhk_entries() -> list[dict]:
     ]
 
 
-def test_cuhk_pedes_identity_labels_and_order(tmp_path):
-    path = write_json(tmp_path / "reid_raw.json", cuhk_entries())
-    recs = read_cuhk_pedes(path, tmp_path / "imgs")
+def test_cuhk_pedes_identity_and_order(tmp_path):
+    recs = read_cuhk_pedes(write_json(tmp_path / "reid_raw.json", cuhk_entries()), tmp_path / "imgs", Exclusions())
     assert [r.image_id for r in recs] == [e["file_path"] for e in cuhk_entries()]  # json order
     assert [r.identity for r in recs] == ["5", "9", "5", "11", "12", "12"]
     assert recs[0].captions == ("a man in red", "red shirt man")
     assert recs[1].path == str((tmp_path / "imgs" / "CUHK03" / "12_1.jpg").absolute())
-    labelled = load_records(DataConfig(dataset="cuhk-pedes", root=str(tmp_path),
-                                       annotations=str(path), images=str(tmp_path)))
-    assert [r.label for r in labelled] == [0, 1, 0, -1, -1, -1]  # two images of person 5 share a label
+    assert get("cuhk-pedes").by_identity and not get("coco").by_identity
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d[0].update(split="gallery"), "'gallery'"),
-    (lambda d: d[1].pop("file_path"), "entry 1 needs"),
-    (lambda d: d[2].update(captions="not a list"), "entry 2"),
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda d: d[1].pop("file_path"), "entry has no usable file_path"),
+    (lambda d: d[2].update(captions="not a list"), "entry has no captions list"),
+    (lambda d: d[2].update(id=None), "entry has no usable person id"),
+    (lambda d: d.__setitem__(2, ["not", "an", "object"]), "entry is not an object"),
 ])
-def test_cuhk_pedes_malformed(tmp_path, mutate, message):
+def test_cuhk_pedes_bad_entry_is_excluded(tmp_path, mutate, reason):
     entries = cuhk_entries()
     mutate(entries)
-    path = write_json(tmp_path / "reid_raw.json", entries)
-    with pytest.raises(ValueError, match=message):
-        read_cuhk_pedes(path, tmp_path)
-    write_json(path, {"not": "a list"})
-    with pytest.raises(ValueError, match="JSON list"):
-        read_cuhk_pedes(path, tmp_path)
+    ex = Exclusions()
+    recs = read_cuhk_pedes(write_json(tmp_path / "reid_raw.json", entries), tmp_path, ex)
+    assert len(recs) == 5 and ex.report()["excluded_counts"] == {reason: 1}
+
+
+def test_cuhk_pedes_file_level_problems(tmp_path):
+    entries = cuhk_entries()
+    entries[0]["captions"].append(7)
+    ex = Exclusions()
+    read_cuhk_pedes(write_json(tmp_path / "reid_raw.json", entries), tmp_path, ex)
+    assert ex.report()["excluded_captions"][0] == {"source": "reid_raw.json", "entry": "[0].captions[2]",
+                                                   "image_id": "CUHK01/0363004.png", "caption": 7,
+                                                   "reason": "caption is not a string (int)"}
+    entries[0]["split"] = "gallery"
+    with pytest.raises(DataError, match=r"entry 0 \(CUHK01/0363004.png\) has split 'gallery'"):
+        read_cuhk_pedes(write_json(tmp_path / "reid_raw.json", entries), tmp_path, Exclusions())
+    for obj, message in (({"not": "a list"}, "JSON list"), ([], "no usable entry"),
+                         ([{}], r"\[0\]: entry has no usable file_path")):
+        with pytest.raises(DataError, match=message):
+            read_cuhk_pedes(write_json(tmp_path / "reid_raw.json", obj), tmp_path, Exclusions())
 
 
 # --------------------------------------------------------------------------------------------
-# split_by_image, check_disjoint
+# split_by_image, holdout default, check_disjoint
 # --------------------------------------------------------------------------------------------
 
 
@@ -298,7 +395,7 @@ def plain_records(n: int, split: str = "train") -> list[ImageRecord]:
 def test_split_by_image_deterministic_disjoint_order_free():
     recs = plain_records(12)
     out = split_by_image(recs, holdout=3, seed=7)
-    assert [len(by_split(out, s)) for s in ("train", "val", "test")] == [6, 3, 3]
+    assert split_counts(out) == [6, 3, 3]
     assert [r.image_id for r in out] == [r.image_id for r in recs]  # input order kept
     check_disjoint(out)
     shuffled = recs[:]
@@ -314,48 +411,59 @@ def test_split_by_image_keeps_captionless_in_train_and_checks_size():
     for seed in range(10):
         out = split_by_image(recs, holdout=2, seed=seed)
         assert next(r for r in out if r.image_id == "zz").split == "train"
-        assert [len(by_split(out, s)) for s in ("val", "test")] == [2, 2]
-    with pytest.raises(ValueError, match="data.holdout_images"):
+        assert [count(out, s) for s in ("val", "test")] == [2, 2]
+    with pytest.raises(ConfigError, match="set data.holdout_images to at most 2"):
         split_by_image(plain_records(7), holdout=3, seed=0)  # needs 2*3+2 = 8
-    with pytest.raises(ValueError, match="more than once"):
+    with pytest.raises(DataError, match="more than once"):
         split_by_image(plain_records(5) + plain_records(5), holdout=1, seed=0)
+
+
+@pytest.mark.parametrize("captioned, expected", [(422, 42), (9, 1), (3, 1), (25_000, 1000)])
+def test_default_holdout_is_ten_percent_capped_and_at_least_one(captioned, expected):
+    assert holdout_size(0, captioned) == expected
+    assert holdout_size(5, captioned) == 5  # an explicit value is kept as it is
+
+
+def test_single_file_default_holdout_is_logged_and_explicit_one_must_fit(tmp_path, caplog):
+    obj = coco_numbered(430)
+    obj["images"] += [{"id": 1000 + k, "file_name": f"nocap{k}.jpg"} for k in range(5)]  # not counted
+    obj["annotations"] = [a for a in obj["annotations"] if a["image_id"] > 8]  # 422 captioned images
+    ann = write_json(tmp_path / "mine.json", obj)
+    data = DataConfig(dataset="coco-format", annotations=str(ann), images=str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="dpcnn"):
+        recs = get("coco-format").read(data, Exclusions())
+    assert split_counts(recs) == [435 - 84, 42, 42]
+    assert "holding out 42 images for each of val and test" in caplog.text
+    assert "10 % of its 422 captioned images" in caplog.text
+    assert split_counts(get("coco-format").read(replace(data, holdout_images=7), Exclusions()))[1:] == [7, 7]
+    with pytest.raises(ConfigError, match="only 422 images with captions.*at most 210") as err:
+        get("coco-format").read(replace(data, holdout_images=500), Exclusions())
+    assert isinstance(err.value, UserError)
 
 
 def test_check_disjoint_errors():
     a = ImageRecord("x", "/i/x.jpg", "train", ("c",))
-    with pytest.raises(ValueError, match="more than one split"):
+    with pytest.raises(DataError, match="more than one split"):
         check_disjoint([a, ImageRecord("x", "/i/x.jpg", "test", ("c",))])
-    with pytest.raises(ValueError, match="more than once in one split"):
+    with pytest.raises(DataError, match="more than once in one split"):
         check_disjoint([a, a])
-    with pytest.raises(ValueError, match="more than one split"):  # one file under two ids
+    with pytest.raises(DataError, match="more than one split"):  # one file under two ids
         check_disjoint([a, ImageRecord("y", "/i/x.jpg", "val", ("c",))])
-    with pytest.raises(ValueError, match="one file under two ids"):
+    with pytest.raises(DataError, match="one file under two ids"):
         check_disjoint([a, ImageRecord("y", "/i/x.jpg", "train", ("c",))])
     check_disjoint(plain_records(3))
 
 
 # --------------------------------------------------------------------------------------------
-# load_records / describe_sources
+# The dataset specs: read and sources on the default layouts
 # --------------------------------------------------------------------------------------------
 
 
-def test_load_coco_format_single_file_is_split_and_labelled(tmp_path):
-    ann = write_json(tmp_path / "mine.json", coco_numbered(10))
-    (tmp_path / "imgs").mkdir()
-    data = DataConfig(dataset="coco-format", annotations=str(ann), images=str(tmp_path / "imgs"),
-                      holdout_images=2, split_seed=3)
-    recs = load_records(data)
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [6, 2, 2]
-    assert [r.label for r in recs if r.split == "train"] == list(range(6))
-    assert all(r.label == -1 for r in recs if r.split != "train")
-    assert load_records(data) == recs
-    assert describe_sources(data)["annotations"] == str(ann)
-    with pytest.raises(ValueError, match="lower data.holdout_images"):
-        load_records(DataConfig(dataset="coco-format", annotations=str(ann), images=str(tmp_path / "imgs"),
-                                holdout_images=5))
+def read(data: DataConfig) -> list[ImageRecord]:
+    return get(data.dataset).read(data, Exclusions())
 
 
-def test_load_coco_format_given_files_and_id_clash(tmp_path):
+def test_coco_format_given_files_and_id_clash(tmp_path):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     train = write_json(tmp_path / "train.json", coco_numbered(4, prefix="tr"))
@@ -363,60 +471,134 @@ def test_load_coco_format_given_files_and_id_clash(tmp_path):
     test = write_json(tmp_path / "test.json", coco_numbered(2, start=10, prefix="te"))
     data = DataConfig(dataset="coco-format", annotations=str(train), images=str(imgs),
                       val_annotations=str(val), test_annotations=str(test))
-    recs = load_records(data)
-    assert [r.image_id for r in by_split(recs, "val")] == ["val:1", "val:2"]
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [4, 2, 2]
-    # the same image file in train and test is a leak
+    recs = read(data)
+    assert [r.image_id for r in recs if r.split == "val"] == ["val:1", "val:2"]
+    assert split_counts(recs) == [4, 2, 2]
+    assert get("coco-format").sources(data)["split"] == "given files"
+    # the same image file in train and test is a leak (prepare runs check_disjoint on the records)
     write_json(test, coco_numbered(2, start=1, prefix="tr"))
-    with pytest.raises(ValueError, match="more than one split"):
-        load_records(data)
+    with pytest.raises(DataError, match="more than one split"):
+        check_disjoint(read(data))
     # only a test file: val is held out of the training file
-    test_only = DataConfig(dataset="coco-format", annotations=str(train), images=str(imgs),
-                           test_annotations=str(write_json(tmp_path / "t2.json", coco_numbered(2, 50))),
-                           holdout_images=1)
-    recs = load_records(test_only)
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [3, 1, 2]
+    test_only = replace(data, val_annotations="", holdout_images=1,
+                        test_annotations=str(write_json(tmp_path / "t2.json", coco_numbered(2, 50))))
+    assert split_counts(read(test_only)) == [3, 1, 2]
 
 
-def test_load_coco_dataset_default_layout_and_own_file(tmp_path):
+def test_coco_dataset_default_layout_and_own_file(tmp_path):
     write_mscoco(tmp_path / "coco", karpathy_path=tmp_path / "karpathy" / "dataset_coco.json")
-    recs = load_records(DataConfig(dataset="coco", root=str(tmp_path)))
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [4, 1, 2]
-    assert sorted(r.label for r in recs if r.split == "train") == [0, 1, 2, 3]
-    src = describe_sources(DataConfig(dataset="coco", root=str(tmp_path)))
-    assert src["annotations"] == str(tmp_path / "karpathy" / "dataset_coco.json")
-    assert src["captions_val2014"] == str(tmp_path / "coco" / "annotations" / "captions_val2014.json")
+    assert split_counts(read(DataConfig(dataset="coco", root=str(tmp_path)))) == [4, 1, 2]
     # DESIGN §1: `--config coco --set data.annotations=own.json data.images=…` reads a user's own file
     own = write_json(tmp_path / "own.json", coco_numbered(8))
     data = DataConfig(dataset="coco", split="karpathy", annotations=str(own), images=str(tmp_path), holdout_images=2)
-    recs = load_records(data)
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [4, 2, 2]
-    assert describe_sources(data)["split"].startswith("by image")
+    assert split_counts(read(data)) == [4, 2, 2]
+    assert get("coco").sources(data)["split"].startswith("by image: 2 for each of val and test")
+    # the own-data keys mean nothing with the Karpathy split
+    karpathy = DataConfig(dataset="coco", root=str(tmp_path), val_annotations=str(own))
+    with pytest.raises(ConfigError, match="data.val_annotations has no effect here"):
+        read(karpathy)
 
 
-def test_load_flickr30k_both_splits_from_root(tmp_path):
+def test_flickr30k_both_splits_from_root(tmp_path):
     write_flickr(tmp_path)
-    recs = load_records(DataConfig(dataset="flickr30k", root=str(tmp_path), split="paper"))
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [3, 1, 2]
+    assert split_counts(read(DataConfig(dataset="flickr30k", root=str(tmp_path), split="paper"))) == [3, 1, 2]
     write_json(tmp_path / "karpathy" / "dataset_flickr30k.json", {"images": [
         {"filename": f"{k}.jpg", "split": s, "sentences": [{"raw": "x"}]}
         for k, s in enumerate(["train", "train", "val", "test"])]})
-    recs = load_records(DataConfig(dataset="flickr30k", root=str(tmp_path), split="karpathy"))
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [2, 1, 1]
+    assert split_counts(read(DataConfig(dataset="flickr30k", root=str(tmp_path), split="karpathy"))) == [2, 1, 1]
 
 
-def test_load_synthetic_files(tmp_path):
-    files = {}
+def write_synthetic(folder: Path) -> None:
     for k, split in enumerate(("train", "val", "test")):
-        files[split] = write_json(tmp_path / f"{split}.json", coco_numbered(3, start=10 * k, prefix=split))
+        write_json(folder / f"captions_{split}.json", coco_numbered(3, start=10 * k, prefix=split))
         for i in range(3):
-            write_jpeg(tmp_path / split / f"{split}{10 * k + i}.jpg")
-    recs = load_records(DataConfig(dataset="synthetic"), synthetic_files=files)
-    assert [len(by_split(recs, s)) for s in ("train", "val", "test")] == [3, 3, 3]
-    assert all(Path(r.path).is_file() for r in recs)
-    assert by_split(recs, "val")[0].path == str((tmp_path / "val" / "val10.jpg").absolute())
-    with pytest.raises(ValueError, match="synthetic_files"):
-        load_records(DataConfig(dataset="synthetic"))
+            write_jpeg(folder / split / f"{split}{10 * k + i}.jpg")
+
+
+def test_synthetic_spec_reads_the_generated_folder(tmp_path):
+    write_synthetic(tmp_path)
+    recs = read(DataConfig(dataset="synthetic", images=str(tmp_path)))
+    assert split_counts(recs) == [3, 3, 3] and all(Path(r.path).is_file() for r in recs)
+    assert next(r for r in recs if r.split == "val").path == str((tmp_path / "val" / "val10.jpg").absolute())
+
+
+def layouts(root: Path) -> dict[str, DataConfig]:
+    """Every dataset on a tiny copy of its default layout under ``root`` (one data config each)."""
+    write_mscoco(root / "coco", karpathy_path=root / "karpathy" / "dataset_coco.json")
+    write_flickr(root)
+    write_json(root / "karpathy" / "dataset_flickr30k.json", {"images": [
+        {"filename": f"{fid}.jpg", "split": s, "sentences": [{"raw": "x"}]}
+        for fid, s in zip(FLICKR_IDS, ["train", "train", "val", "test", "train", "train"])]})
+    write_json(root / "cuhk-pedes" / "reid_raw.json", cuhk_entries())
+    (root / "cuhk-pedes" / "imgs").mkdir()
+    write_synthetic(root / "synthetic")
+    own = root / "own"
+    write_json(own / "train.json", coco_numbered(8))
+    write_json(own / "test.json", coco_numbered(2, start=20))
+    return {
+        "coco": DataConfig(dataset="coco", root=str(root)),
+        "coco-format": DataConfig(dataset="coco-format", annotations=str(own / "train.json"), images=str(own),
+                                  test_annotations=str(own / "test.json"), holdout_images=1),
+        "flickr30k": DataConfig(dataset="flickr30k", root=str(root), split="paper"),
+        "flickr30k-karpathy": DataConfig(dataset="flickr30k", root=str(root), split="karpathy"),
+        "cuhk-pedes": DataConfig(dataset="cuhk-pedes", root=str(root)),
+        "synthetic": DataConfig(dataset="synthetic", images=str(root / "synthetic")),
+    }
+
+
+def test_every_dataset_is_registered_with_downloads_that_exist(tmp_path):
+    # every dataset has a layout in the read/sources agreement test below
+    configs = layouts(tmp_path)
+    assert set(LAYOUTS) == set(configs) and {d.dataset for d in configs.values()} == set(REGISTRY)
+    for name, spec in REGISTRY.items():
+        assert get(name) is spec and spec.name == name
+        assert set(spec.downloads) <= set(download.REGISTRY), name
+        assert all(row.dataset == name for row in spec.paper_results)
+    behind_a_form = {name for name, spec in REGISTRY.items() if spec.manual_steps}
+    assert behind_a_form == {name for name in download.available() if download.is_manual(name)}
+    with pytest.raises(ConfigError, match="one of synthetic, coco, coco-format, flickr30k, cuhk-pedes; got 'imagenet'"):
+        get("imagenet")
+
+
+LAYOUTS = ["coco", "coco-format", "flickr30k", "flickr30k-karpathy", "cuhk-pedes", "synthetic"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_read_and_sources_agree_on_the_files(tmp_path, monkeypatch, layout):
+    """``read`` opens exactly the files ``sources`` names, its records lie in the folders it names,
+    and removing any named file makes ``read`` stop with a DataNotFoundError that names it."""
+    data = layouts(tmp_path)[layout]
+    spec = get(data.dataset)
+    named = {Path(p) for p in spec.sources(data).values() if Path(p).is_absolute()}
+    files = {p for p in named if p.is_file()}
+    folders = {p.absolute() for p in named if p.is_dir()}
+    opened: list[Path] = []
+    real_open = builtins.open
+
+    def recording_open(path, *args, **kwargs):
+        opened.append(Path(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", recording_open)
+    recs = spec.read(data, Exclusions())
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert recs and set(opened) == files
+    assert all(any(Path(r.path).is_relative_to(f) for f in folders) for r in recs)
+    for path in sorted(files):
+        path.rename(path.with_name(path.name + ".away"))
+        with pytest.raises(DataNotFoundError, match=re.escape(str(path))):
+            spec.read(data, Exclusions())
+        path.with_name(path.name + ".away").rename(path)
+
+
+def test_manual_steps_put_the_files_where_the_reader_looks(tmp_path):
+    for name, spec in REGISTRY.items():
+        if not spec.manual_steps:
+            continue
+        steps = download.manual_instructions(name, tmp_path)
+        sources = spec.sources(DataConfig(dataset=name, root=str(tmp_path)))
+        for role in ("annotations", "images"):
+            assert Path(sources[role]).as_posix() in steps, (name, role)
 
 
 @pytest.mark.parametrize("data, path_part, key, how", [
@@ -427,11 +609,9 @@ def test_load_synthetic_files(tmp_path):
      "data.annotations", "Check the path"),
 ])
 def test_missing_files_say_what_to_do(tmp_path, data, path_part, key, how):
-    from dataclasses import replace
-    data = replace(data, root=str(tmp_path / "data"))
-    with pytest.raises(FileNotFoundError) as err:
-        load_records(data)
-    assert isinstance(err.value, DataNotFoundError)
+    with pytest.raises(DataNotFoundError) as err:
+        read(replace(data, root=str(tmp_path / "data")))
+    assert isinstance(err.value, UserError) and isinstance(err.value, FileNotFoundError)
     msg = str(err.value)
     assert path_part in msg and key in msg and how in msg
 
@@ -440,18 +620,19 @@ def test_missing_coco_captions_and_flickr8k_lists(tmp_path):
     _, karpathy = write_mscoco(tmp_path / "coco")
     (tmp_path / "coco" / "annotations" / "captions_val2014.json").unlink()
     with pytest.raises(DataNotFoundError, match=r"captions_val2014\.json.*dpcnn download coco"):
-        load_records(DataConfig(dataset="coco", root=str(tmp_path), annotations=str(karpathy)))
+        read(DataConfig(dataset="coco", root=str(tmp_path), annotations=str(karpathy)))
     p = write_flickr(tmp_path)
     p["dev"].unlink()
     with pytest.raises(DataNotFoundError, match=r"Flickr_8k\.devImages\.txt.*flickr30k-splits"):
-        load_records(DataConfig(dataset="flickr30k", root=str(tmp_path)))
+        read(DataConfig(dataset="flickr30k", root=str(tmp_path)))
 
 
 def test_bad_settings(tmp_path):
     with pytest.raises(ConfigError, match="data.annotations"):
-        load_records(DataConfig(dataset="coco-format"))
-    with pytest.raises(ConfigError, match="data.dataset"):
-        load_records(DataConfig(dataset="imagenet"))
+        read(DataConfig(dataset="coco-format"))
+    ann = write_json(tmp_path / "mine.json", coco_numbered(10))
+    with pytest.raises(ConfigError, match="data.images=FOLDER is needed"):
+        read(DataConfig(dataset="coco-format", annotations=str(ann)))
     write_flickr(tmp_path)
     with pytest.raises(ConfigError, match="paper or karpathy"):
-        load_records(DataConfig(dataset="flickr30k", root=str(tmp_path), split="random"))
+        read(DataConfig(dataset="flickr30k", root=str(tmp_path), split="random"))

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dpcnn.config import SyntheticConfig, fingerprint
-from dpcnn.data import synthetic as syn
+from dpcnn.config import Config, DataConfig, SyntheticConfig, fingerprint
+from dpcnn.data import shapes as syn
+from dpcnn.data.datasets import get
+from dpcnn.data.manifest import Exclusions
 
 SMALL = SyntheticConfig(num_train=12, num_val=4, num_test=4, image_size=32, seed=3, max_objects=3)
 SPLITS = ("train", "val", "test")
@@ -124,6 +126,20 @@ def test_coco_api_reads_every_split(small):
             assert len(anns) == 5
             assert len({a["caption"] for a in anns}) == 5
             assert coco.loadImgs(image_id)[0]["file_name"] == f"{image_id}.jpg"
+
+
+def test_the_synthetic_spec_reads_what_the_generator_wrote(tmp_path):
+    spec = get("synthetic")
+    data = spec.generate(Config(data=DataConfig(root=str(tmp_path)), synthetic=SMALL), False)
+    assert Path(data.images) == syn.dataset_dir(tmp_path, SMALL)
+    exclusions = Exclusions()
+    records = spec.read(data, exclusions)
+    assert exclusions.total == 0
+    assert [sum(r.split == s for r in records) for s in SPLITS] == [12, 4, 4]
+    assert all(len(r.captions) == 5 and Path(r.path).is_file() for r in records)
+    assert all(Path(r.path).parent.name == r.split for r in records)
+    named = set(spec.sources(data).values())
+    assert {str(p) for p in syn.caption_files(Path(data.images)).values()} <= named
 
 
 @pytest.mark.parametrize("size", [16, 48])

@@ -1,19 +1,24 @@
-"""tf.data pipelines for stage I, stage II and evaluation.
+"""tf.data pipelines of the two training stages.
 
 Every random choice (image order, caption, position shift, crop, flip, negatives) is drawn with
-stateless random ops keyed by (seed, epoch), so the batches of step k of epoch e are a pure
-function of the config: a resumed run sees exactly the batches an uninterrupted run would,
-and ``skip_steps`` starts mid-epoch without decoding the skipped images.
+stateless random ops keyed by (seed, epoch) when an epoch's plan is made, so the batches of step
+k of epoch e are a pure function of the config: a resumed run sees exactly the batches an
+uninterrupted run would, and ``skip_steps`` starts mid-epoch without decoding the skipped images.
 
-Training images (PAPER_SPEC §1): decode → random crop (area 64-100 % of the largest crop of an
-aspect ratio drawn log-uniformly in [3/4, 4/3], as ``vl_imreadjpeg.cu`` samples it; CUHK-PEDES:
-drawn in the 256 × 256 squashed frame) → bicubic resize to S×S → optional horizontal flip. Pixels stay 0-255 RGB floats; the mean is subtracted inside the model.
+Training images (PAPER_SPEC §1): decode (or take the decoded image from memory with
+``data.cache_images``) → random crop (area 64-100 % of the largest crop of an aspect ratio drawn
+log-uniformly in [3/4, 4/3], as ``vl_imreadjpeg.cu`` samples it; CUHK-PEDES: drawn in the
+256 × 256 squashed frame) → bicubic resize with antialiasing to S×S → optional horizontal flip.
+Pixels stay 0-255 RGB floats; the mean is subtracted inside the model. The crop boxes, the flips
+and the clipping are computed for the whole batch at once; only the crop-and-resize is per image.
 
 Captions (PAPER_SPEC §2.1): left-aligned ids, shifted to a random start in {0 … L − len}.
+Stage-II negatives come from :mod:`dpcnn.training.mining` (the pool rule).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -21,19 +26,21 @@ import numpy as np
 import tensorflow as tf
 
 from dpcnn.config import Config, DataConfig
-from dpcnn.data.prepared import SplitArrays
+from dpcnn.data.images import decode_image
+from dpcnn.training import mining
+
+log = logging.getLogger(__name__)
 
 AUTOTUNE = tf.data.AUTOTUNE
+CACHE_LIMIT_BYTES = 4 << 30
+"""``data.cache_images`` keeps the decoded training images only when they fit in this many bytes."""
+AUG = 5
+"""Uniform draws per training image: aspect, crop area, crop y, crop x, flip."""
 
 
 # --------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------
-
-
-def decode_image(path: tf.Tensor) -> tf.Tensor:
-    """File path → uint8 [h, w, 3] (JPEG, PNG, BMP, GIF first frame; grey and CMYK converted)."""
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
 def crop_side(uniform, crop_size):
@@ -43,93 +50,64 @@ def crop_side(uniform, crop_size):
     return tf.sqrt(lo2 + uniform * (hi2 - lo2))
 
 
-def random_crop_box(height, width, seed, crop_size, crop_aspect, square: int = 0):
-    """A crop (y0, x0, h, w) of an image [height, width] as ``vl_imreadjpeg`` draws it with
+def crop_boxes(heights, widths, uniform, crop_size, crop_aspect, square: int = 0):
+    """Crops (y0, x0, h, w) of images [heights, widths] as ``vl_imreadjpeg`` draws them with
     ``CropSize``, ``CropAnisotropy`` and ``CropLocation random`` (MatConvNet ``vl_imreadjpeg.cu``).
 
-    The aspect a = W/H is log-uniform in ``crop_aspect``; the largest a-shaped box that fits is
-    scaled by a side fraction √U[lo², hi²] (the *area* fraction is uniform in [lo², hi²]); the
-    position is uniform over whole pixels. With ``square`` = S > 0 the box is drawn in the S × S
-    image that the official code crops (CUHK-PEDES ``resize_image.m`` squashes every image to
-    256 × 256) and mapped back onto the original image, so it covers the same part of the picture.
+    heights, widths int [...]; uniform float [..., 4] (aspect, area, y, x draws in [0, 1)) →
+    four int32 [...]. The aspect a = W/H is log-uniform in ``crop_aspect``; the largest a-shaped
+    box that fits is scaled by :func:`crop_side`; the position is uniform over whole pixels. With
+    ``square`` = S > 0 the box is drawn in the S × S image that the official code crops
+    (CUHK-PEDES ``resize_image.m`` squashes every image to 256 × 256) and mapped back onto the
+    original image, so it covers the same part of the picture.
     """
-    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    heights, widths = tf.cast(heights, tf.int32), tf.cast(widths, tf.int32)
     if square:
-        frame_h = frame_w = tf.constant(int(square), tf.int32)
+        frame_h = frame_w = tf.fill(tf.shape(heights), tf.constant(int(square), tf.int32))
     else:
-        frame_h, frame_w = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+        frame_h, frame_w = heights, widths
     fh, fw = tf.cast(frame_h, tf.float32), tf.cast(frame_w, tf.float32)
     log_lo, log_hi = math.log(crop_aspect[0]), math.log(crop_aspect[1])
-    aspect = tf.exp(tf.random.stateless_uniform([], seeds[0], log_lo, log_hi))
+    aspect = tf.exp(log_lo + uniform[..., 0] * (log_hi - log_lo))
     box_w = tf.minimum(fw, fh * aspect)
     box_h = box_w / aspect
-    side = crop_side(tf.random.stateless_uniform([], seeds[1]), crop_size)
+    side = crop_side(uniform[..., 1], crop_size)
     ch = tf.clip_by_value(tf.cast(tf.round(box_h * side), tf.int32), 1, frame_h)
     cw = tf.clip_by_value(tf.cast(tf.round(box_w * side), tf.int32), 1, frame_w)
-    y0 = tf.cast(tf.floor(tf.random.stateless_uniform([], seeds[2]) * tf.cast(frame_h - ch + 1, tf.float32)), tf.int32)
-    x0 = tf.cast(tf.floor(tf.random.stateless_uniform([], seeds[3]) * tf.cast(frame_w - cw + 1, tf.float32)), tf.int32)
-    y0, x0 = tf.minimum(y0, frame_h - ch), tf.minimum(x0, frame_w - cw)
+    y0 = tf.minimum(tf.cast(tf.floor(uniform[..., 2] * tf.cast(frame_h - ch + 1, tf.float32)), tf.int32), frame_h - ch)
+    x0 = tf.minimum(tf.cast(tf.floor(uniform[..., 3] * tf.cast(frame_w - cw + 1, tf.float32)), tf.int32), frame_w - cw)
     if not square:
         return y0, x0, ch, cw
-    sy, sx = tf.cast(height, tf.float32) / fh, tf.cast(width, tf.float32) / fw
 
-    def to_image(start, size, scale, limit):
-        lo = tf.cast(tf.round(tf.cast(start, tf.float32) * scale), tf.int32)
+    def to_image(start, size, frame, limit):
+        scale = tf.cast(limit, tf.float32) / tf.cast(frame, tf.float32)
+        lo = tf.clip_by_value(tf.cast(tf.round(tf.cast(start, tf.float32) * scale), tf.int32), 0, limit - 1)
         hi = tf.cast(tf.round(tf.cast(start + size, tf.float32) * scale), tf.int32)
-        lo = tf.clip_by_value(lo, 0, limit - 1)
         return lo, tf.clip_by_value(hi - lo, 1, limit - lo)
 
-    (y0, ch), (x0, cw) = to_image(y0, ch, sy, height), to_image(x0, cw, sx, width)
+    (y0, ch), (x0, cw) = to_image(y0, ch, frame_h, heights), to_image(x0, cw, frame_w, widths)
     return y0, x0, ch, cw
 
 
-def train_image(path: tf.Tensor, seed: tf.Tensor, data: DataConfig) -> tf.Tensor:
-    """Training augmentation: path, int [2] seed → float32 [S, S, 3] in 0-255 (PAPER_SPEC §1)."""
-    image = decode_image(path)
-    shape = tf.shape(image)
-    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+def crop_and_resize(image, box, size: int):
+    """uint8 [h, w, 3], box int [4] (y0, x0, ch, cw) → float32 [size, size, 3] (bicubic, antialiased)."""
+    crop = tf.image.crop_to_bounding_box(image, box[0], box[1], box[2], box[3])
+    out = tf.image.resize(tf.cast(crop, tf.float32), [size, size], method="bicubic", antialias=True)
+    return tf.ensure_shape(out, [size, size, 3])
+
+
+def augment(images_of, heights, widths, uniform, data: DataConfig):
+    """A batch of training images: images_of(i) → uint8 [h_i, w_i, 3] for i < B; sizes int [B];
+    uniform float [B, 5] → float32 [B, S, S, 3] in 0-255 (PAPER_SPEC §1)."""
     square = data.resize_shorter if data.resize_square else 0
-    y0, x0, ch, cw = random_crop_box(shape[0], shape[1], crop_seed, data.crop_size, data.crop_aspect, square)
-    crop = tf.image.crop_to_bounding_box(image, y0, x0, ch, cw)
-    out = tf.image.resize(tf.cast(crop, tf.float32), [data.image_size, data.image_size],
-                          method="bicubic", antialias=True)
-    out = tf.clip_by_value(out, 0.0, 255.0)
+    boxes = tf.stack(crop_boxes(heights, widths, uniform[:, :4], data.crop_size, data.crop_aspect, square), axis=1)
+    out = tf.map_fn(lambda args: crop_and_resize(images_of(args[0]), args[1], data.image_size),
+                    (tf.range(tf.shape(boxes)[0]), boxes),
+                    fn_output_signature=tf.TensorSpec([data.image_size, data.image_size, 3], tf.float32),
+                    parallel_iterations=16)
     if data.flip:
-        out = tf.image.stateless_random_flip_left_right(out, flip_seed)
-    out.set_shape([data.image_size, data.image_size, 3])
-    return out
-
-
-def eval_size(height: int, width: int, data: DataConfig, mode: str) -> tuple[int, int]:
-    """Size of an evaluation image after pre-resizing (and centre-cropping in ``center`` mode)."""
-    if mode == "center":
-        return data.image_size, data.image_size
-    if data.resize_shorter <= 0:
-        return int(height), int(width)
-    if data.resize_square:
-        return data.resize_shorter, data.resize_shorter
-    scale = data.resize_shorter / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def eval_image(path: tf.Tensor, size: tf.Tensor, data: DataConfig, mode: str) -> tf.Tensor:
-    """Evaluation pre-processing: path, int [2] target size (from :func:`eval_size`) → float32 [h, w, 3].
-
-    ``full``: the pre-resized image (shorter side ``resize_shorter``; PAPER_SPEC §6).
-    ``center``: pre-resize, then the central ``image_size`` square.
-    """
-    image = tf.cast(decode_image(path), tf.float32)
-    if data.resize_shorter > 0:
-        if mode == "center":
-            shape = tf.cast(tf.shape(image)[:2], tf.float32)
-            if data.resize_square:
-                size = tf.constant([data.resize_shorter, data.resize_shorter])
-            else:
-                size = tf.cast(tf.round(shape * data.resize_shorter / tf.reduce_min(shape)), tf.int32)
-        image = tf.image.resize(image, size, method="bicubic", antialias=True)
-    if mode == "center":
-        image = tf.image.resize_with_crop_or_pad(image, data.image_size, data.image_size)
-    return tf.clip_by_value(image, 0.0, 255.0)
+        out = tf.where((uniform[:, 4] < 0.5)[:, None, None, None], tf.reverse(out, axis=[2]), out)
+    return tf.clip_by_value(out, 0.0, 255.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +132,7 @@ def random_starts(lengths: tf.Tensor, max_len: int, uniform: tf.Tensor) -> tf.Te
 
 
 # --------------------------------------------------------------------------------------------
-# Plans: which images and captions each step uses
+# The split as tensors
 # --------------------------------------------------------------------------------------------
 
 
@@ -170,31 +148,44 @@ class CaptionGroups:
     members: np.ndarray
 
     @staticmethod
-    def from_split(split: SplitArrays, by_identity: bool) -> CaptionGroups:
-        n = split.num_images
-        key = split.identities if by_identity else np.arange(n)
+    def from_split(split, by_identity: bool) -> CaptionGroups:
+        key = split.identities if by_identity else np.arange(split.num_images)
         caption_key = key[split.caption_image]
         order = np.argsort(caption_key, kind="stable")
-        sorted_keys = caption_key[order]
-        group_of_image = key
-        starts = np.searchsorted(sorted_keys, group_of_image, side="left")
-        ends = np.searchsorted(sorted_keys, group_of_image, side="right")
+        starts = np.searchsorted(caption_key[order], key, side="left")
+        ends = np.searchsorted(caption_key[order], key, side="right")
         if np.any(ends <= starts):
             missing = np.nonzero(ends <= starts)[0][:5]
             raise ValueError(f"training images without captions (indices {missing.tolist()}): run `dpcnn prepare` again")
-        # Re-pack so each image has its own contiguous slice.
         members = np.concatenate([order[s:e] for s, e in zip(starts, ends)]).astype(np.int32)
-        counts = (ends - starts).astype(np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int32)
         return CaptionGroups(offsets=offsets, members=members)
 
 
-class _Tables:
-    """The split's arrays as constant tensors for the graph."""
+def _decode_all(paths: np.ndarray, sizes: np.ndarray) -> tuple[tf.Tensor, tf.Tensor] | None:
+    """Every image decoded once into one flat uint8 tensor with offsets, or None if too large."""
+    total = int(np.sum(sizes[:, 0].astype(np.int64) * sizes[:, 1] * 3))
+    if total > CACHE_LIMIT_BYTES:
+        log.warning("data.cache_images: the %d training images need %.1f GB decoded, more than %.1f GB: "
+                    "decoding them every epoch instead", len(paths), total / 1e9, CACHE_LIMIT_BYTES / 1e9)
+        return None
+    ds = tf.data.Dataset.from_tensor_slices(paths.astype(str)).map(
+        lambda p: tf.reshape(decode_image(p), [-1]), num_parallel_calls=AUTOTUNE, deterministic=True)
+    flat = np.concatenate(list(ds.as_numpy_iterator()))
+    offsets = np.concatenate([[0], np.cumsum(sizes[:, 0].astype(np.int64) * sizes[:, 1] * 3)])
+    if len(flat) != offsets[-1]:
+        raise ValueError("a training image's decoded size differs from the one prepare recorded: run `dpcnn prepare` again")
+    log.info("decoded %d training images into memory (%.1f MB)", len(paths), total / 1e6)
+    return tf.constant(flat), tf.constant(offsets)
 
-    def __init__(self, split: SplitArrays, by_identity: bool):
+
+class _Tables:
+    """A split's arrays as constant tensors for the graph (and, with the cache, its pixels)."""
+
+    def __init__(self, split, by_identity: bool, cache: bool = False):
         self.n = split.num_images
         self.paths = tf.constant(split.paths.astype(str))
+        self.sizes = tf.constant(split.sizes, tf.int32)
         self.labels = tf.constant(split.labels, tf.int32)
         self.identities = tf.constant(split.identities, tf.int32)
         self.tokens = tf.constant(split.tokens, tf.int32)
@@ -202,6 +193,20 @@ class _Tables:
         groups = CaptionGroups.from_split(split, by_identity)
         self.offsets = tf.constant(groups.offsets, tf.int32)
         self.members = tf.constant(groups.members, tf.int32)
+        self.pixels = _decode_all(split.paths, split.sizes) if cache else None
+
+    def image(self, index):
+        """uint8 [h, w, 3] of training image ``index`` (from memory or the file)."""
+        if self.pixels is None:
+            return decode_image(tf.gather(self.paths, index))
+        flat, offsets = self.pixels
+        size = tf.gather(self.sizes, index)
+        return tf.reshape(flat[tf.gather(offsets, index):tf.gather(offsets, index + 1)], [size[0], size[1], 3])
+
+    def images(self, indices, uniform, data: DataConfig):
+        """Augmented training images: indices int [B], uniform float [B, 5] → float32 [B, S, S, 3]."""
+        sizes = tf.gather(self.sizes, indices)
+        return augment(lambda i: self.image(indices[i]), sizes[:, 0], sizes[:, 1], uniform, data)
 
     def pick_captions(self, images, uniform):
         """A random caption from each image's group: int [...], float [...] → int [...]."""
@@ -209,6 +214,13 @@ class _Tables:
         count = tf.gather(self.offsets, images + 1) - start
         pick = tf.minimum(tf.cast(tf.floor(uniform * tf.cast(count, tf.float32)), tf.int32), count - 1)
         return tf.gather(self.members, start + pick)
+
+    def tokens_of(self, captions, uniform, cfg: Config):
+        """The (position-shifted) ids of ``captions``: int [...] → int [..., L]."""
+        tokens = tf.gather(self.tokens, captions)
+        if not cfg.train.position_shift:
+            return tokens
+        return shift_tokens(tokens, random_starts(tf.gather(self.lengths, captions), cfg.data.max_len, uniform))
 
 
 def _epoch_permutation(n: int, seed: int, epoch) -> tf.Tensor:
@@ -228,152 +240,103 @@ def steps_per_epoch(num_images: int, batch_size: int, configured: int = 0) -> in
     return num_images // batch_size
 
 
+def _batches(plan, load, first_epoch: int, last_epoch: int, skip_steps: int) -> tf.data.Dataset:
+    """The epochs' plans, then each step's batch. Distributed, every global batch is split across
+    the replicas of every worker (DATA sharding: each worker builds the same plan)."""
+    ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(plan).skip(skip_steps)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE).with_options(options)
+
+
 # --------------------------------------------------------------------------------------------
 # Datasets
 # --------------------------------------------------------------------------------------------
 
 
-def _tokens_for(tables: _Tables, captions, uniform, cfg: Config):
-    tokens = tf.gather(tables.tokens, captions)
-    if not cfg.train.position_shift:
-        return tokens
-    starts = random_starts(tf.gather(tables.lengths, captions), cfg.data.max_len, uniform)
-    return shift_tokens(tokens, starts)
-
-
-def _load_images(tables: _Tables, images, seeds, data: DataConfig):
-    size = data.image_size
-    return tf.map_fn(
-        lambda args: train_image(tf.gather(tables.paths, args[0]), args[1], data),
-        (images, seeds),
-        fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
-        parallel_iterations=16,
-    )
-
-
-def stage1_dataset(split: SplitArrays, cfg: Config, first_epoch: int, last_epoch: int,
-                   skip_steps: int = 0, by_identity: bool = False) -> tf.data.Dataset:
+def stage1_dataset(split, cfg: Config, first_epoch: int, last_epoch: int, skip_steps: int = 0,
+                   by_identity: bool = False) -> tf.data.Dataset:
     """Stage-I batches for epochs [first_epoch, last_epoch), starting ``skip_steps`` into the first.
 
     Each element: {"images": float32 [B, S, S, 3], "tokens": int32 [B, L], "labels": int32 [B]}.
     """
-    tables = _Tables(split, by_identity)
-    batch = cfg.train.batch_size
+    tables = _Tables(split, by_identity, cfg.data.cache_images)
+    batch, seed = cfg.train.batch_size, cfg.train.seed
     steps = steps_per_epoch(tables.n, batch, cfg.train.steps_per_epoch)
-    seed = cfg.train.seed
 
     def plan(epoch):
         perm = _epoch_permutation(tables.n, seed, epoch)
-        images = tf.reshape(tf.gather(perm, tf.range(steps * batch) % tables.n), [steps, batch])
         return tf.data.Dataset.from_tensor_slices({
-            "images": images,
+            "images": tf.reshape(tf.gather(perm, tf.range(steps * batch) % tables.n), [steps, batch]),
             "u_caption": tf.random.stateless_uniform([steps, batch], _seed(seed, 1, epoch)),
             "u_shift": tf.random.stateless_uniform([steps, batch], _seed(seed, 2, epoch)),
-            "aug": tf.random.stateless_uniform([steps, batch, 2], _seed(seed, 3, epoch), minval=None, maxval=None, dtype=tf.int64),
+            "u_aug": tf.random.stateless_uniform([steps, batch, AUG], _seed(seed, 3, epoch)),
         })
 
     def load(p):
-        captions = tables.pick_captions(p["images"], p["u_caption"])
         return {
-            "images": _load_images(tables, p["images"], p["aug"], cfg.data),
-            "tokens": _tokens_for(tables, captions, p["u_shift"], cfg),
+            "images": tables.images(p["images"], p["u_aug"], cfg.data),
+            "tokens": tables.tokens_of(tables.pick_captions(p["images"], p["u_caption"]), p["u_shift"], cfg),
             "labels": tf.gather(tables.labels, p["images"]),
         }
 
-    ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(plan).skip(skip_steps)
-    return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+    return _batches(plan, load, first_epoch, last_epoch, skip_steps)
 
 
-def stage2_dataset(split: SplitArrays, cfg: Config, first_epoch: int, last_epoch: int,
-                   skip_steps: int = 0, by_identity: bool = False) -> tf.data.Dataset:
+def stage2_dataset(split, cfg: Config, first_epoch: int, last_epoch: int, skip_steps: int = 0,
+                   by_identity: bool = False) -> tf.data.Dataset:
     """Stage-II batches (PAPER_SPEC §4.2) for epochs [first_epoch, last_epoch).
 
     Per step, from the epoch's permutation: A = B/2 anchors and A random negative images; one
-    caption of each anchor (position-shifted); a pool of P candidate captions drawn with
-    replacement from training images outside the batch, each with its own shift (hard mining),
-    or — ``negative_mining=random`` (CUHK-PEDES) — for each anchor one caption and one image of a
-    *different* identity (P = A; row i belongs to anchor i).
+    caption of each anchor (position-shifted); the candidate pool of :mod:`dpcnn.training.mining`
+    (``hard``: P captions of images outside the batch, each with its own shift; ``random``: one
+    caption and one image of another identity per anchor, P = A, row i belongs to anchor i).
     Element: {"anchor_images", "negative_images": [A, S, S, 3], "anchor_labels",
     "negative_labels": [A], "positive_tokens": [A, L], "pool_tokens": [P, L], "pool_labels": [P]}.
     """
-    tables = _Tables(split, by_identity)
-    batch = cfg.train.batch_size
+    tables = _Tables(split, by_identity, cfg.data.cache_images)
+    batch, n = cfg.train.batch_size, tables.n
     half = batch // 2
-    n = tables.n
     if n <= batch:
         raise ValueError(f"stage II needs more training images ({n}) than a batch ({batch}): negatives come from outside the batch")
     steps = steps_per_epoch(n, batch, cfg.train.steps_per_epoch)
     seed = cfg.train.seed + 1000
     random_mining = cfg.train.negative_mining == "random"
-    pool = half if random_mining else cfg.train.negative_pool
-    tries = 8
-
-    def outside(base, uniform):
-        """Images not in the step's batch: perm positions base + B + r, r uniform in [0, n − B)."""
-        r = tf.cast(tf.floor(uniform * float(n - batch)), tf.int32)
-        return (base + batch + tf.minimum(r, n - batch - 1)) % n
+    pool, tries = (half if random_mining else cfg.train.negative_pool), 8
 
     def plan(epoch):
         perm = _epoch_permutation(n, seed, epoch)
         base = tf.range(steps) * batch
         anchors = tf.gather(perm, (base[:, None] + tf.range(half)[None, :]) % n)
         negatives = tf.gather(perm, (base[:, None] + half + tf.range(half)[None, :]) % n)
-        u_pool = tf.random.stateless_uniform([steps, pool], _seed(seed, 4, epoch))
-        pool_images = tf.gather(perm, outside(base[:, None], u_pool))
         if random_mining:
             anchor_ids = tf.gather(tables.identities, anchors)
-
-            def different(u):  # first of `tries` draws whose identity differs from the anchor's
-                cand = tf.gather(perm, outside(base[:, None, None], u))
-                ok = tf.not_equal(tf.gather(tables.identities, cand), anchor_ids[..., None])
-                first = tf.argmax(tf.cast(ok, tf.int32), axis=-1, output_type=tf.int32)
-                return tf.gather(cand, first, batch_dims=2)
-
-            negatives = different(tf.random.stateless_uniform([steps, half, tries], _seed(seed, 5, epoch)))
-            pool_images = different(tf.random.stateless_uniform([steps, half, tries], _seed(seed, 6, epoch)))
+            negatives = mining.different_identity(perm, base, batch, n, tf.random.stateless_uniform(
+                [steps, half, tries], _seed(seed, 5, epoch)), tables.identities, anchor_ids)
+            pool_images = mining.different_identity(perm, base, batch, n, tf.random.stateless_uniform(
+                [steps, half, tries], _seed(seed, 6, epoch)), tables.identities, anchor_ids)
+        else:
+            pool_images = mining.pool_images(perm, base, batch, n, tf.random.stateless_uniform(
+                [steps, pool], _seed(seed, 4, epoch)))
         return tf.data.Dataset.from_tensor_slices({
             "anchors": anchors, "negatives": negatives, "pool_images": pool_images,
             "u_pos": tf.random.stateless_uniform([steps, half], _seed(seed, 7, epoch)),
             "u_pos_shift": tf.random.stateless_uniform([steps, half], _seed(seed, 8, epoch)),
             "u_pool": tf.random.stateless_uniform([steps, pool], _seed(seed, 9, epoch)),
             "u_pool_shift": tf.random.stateless_uniform([steps, pool], _seed(seed, 10, epoch)),
-            "aug": tf.random.stateless_uniform([steps, batch, 2], _seed(seed, 11, epoch), minval=None, maxval=None, dtype=tf.int64),
+            "u_aug": tf.random.stateless_uniform([steps, batch, AUG], _seed(seed, 11, epoch)),
         })
 
     def load(p):
-        images = _load_images(tables, tf.concat([p["anchors"], p["negatives"]], 0), p["aug"], cfg.data)
-        positive = tables.pick_captions(p["anchors"], p["u_pos"])
-        pool_captions = tables.pick_captions(p["pool_images"], p["u_pool"])
+        images = tables.images(tf.concat([p["anchors"], p["negatives"]], 0), p["u_aug"], cfg.data)
         return {
             "anchor_images": images[:half],
             "negative_images": images[half:],
             "anchor_labels": tf.gather(tables.labels, p["anchors"]),
             "negative_labels": tf.gather(tables.labels, p["negatives"]),
-            "positive_tokens": _tokens_for(tables, positive, p["u_pos_shift"], cfg),
-            "pool_tokens": _tokens_for(tables, pool_captions, p["u_pool_shift"], cfg),
+            "positive_tokens": tables.tokens_of(tables.pick_captions(p["anchors"], p["u_pos"]), p["u_pos_shift"], cfg),
+            "pool_tokens": tables.tokens_of(tables.pick_captions(p["pool_images"], p["u_pool"]), p["u_pool_shift"], cfg),
             "pool_labels": tf.gather(tables.labels, p["pool_images"]),
         }
 
-    ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(plan).skip(skip_steps)
-    return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
-
-
-def eval_image_batches(paths: np.ndarray, sizes: np.ndarray, data: DataConfig, mode: str,
-                       batch_size: int) -> list[tuple[np.ndarray, tf.data.Dataset]]:
-    """Evaluation images grouped by their pre-resized size (so the full-image maps can be batched).
-
-    paths str [N], sizes int [N, 2] → [(indices int [n_g], dataset of float32 [b, h, w, 3])...],
-    in a deterministic order; every index appears exactly once.
-    """
-    targets = [eval_size(int(h), int(w), data, mode) for h, w in sizes]
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, t in enumerate(targets):
-        groups.setdefault(t, []).append(i)
-    out = []
-    for (h, w), idx in sorted(groups.items()):
-        index = np.asarray(idx, dtype=np.int64)
-        ds = tf.data.Dataset.from_tensor_slices(paths[index].astype(str))
-        ds = ds.map(lambda p, h=h, w=w: tf.ensure_shape(eval_image(p, tf.constant([h, w]), data, mode), [h, w, 3]),
-                    num_parallel_calls=AUTOTUNE, deterministic=True)
-        out.append((index, ds.batch(batch_size).prefetch(AUTOTUNE)))
-    return out
+    return _batches(plan, load, first_epoch, last_epoch, skip_steps)

@@ -542,7 +542,8 @@ def _marker(cfg: SyntheticConfig) -> dict:
     return {"generator_version": GENERATOR_VERSION, "config": dataclasses.asdict(cfg)}
 
 
-def _json_paths(out_dir: Path) -> dict[str, Path]:
+def caption_files(out_dir: Path) -> dict[str, Path]:
+    """{split: the COCO-format captions file of that split} in a generated folder."""
     return {split: out_dir / f"captions_{split}.json" for split in ("train", "val", "test")}
 
 
@@ -554,13 +555,13 @@ def _is_complete(out_dir: Path, cfg: SyntheticConfig) -> bool:
         marker = read_json(done)
     except (OSError, json.JSONDecodeError):
         return False
-    return marker == _marker(cfg) and all(p.is_file() for p in _json_paths(out_dir).values())
+    return marker == _marker(cfg) and all(p.is_file() for p in caption_files(out_dir).values())
 
 
 def _clear(out_dir: Path) -> None:
     """Remove what a previous (partial or different) generation wrote; nothing else."""
     (out_dir / "DONE.json").unlink(missing_ok=True)
-    for split, path in _json_paths(out_dir).items():
+    for split, path in caption_files(out_dir).items():
         path.unlink(missing_ok=True)
         if (out_dir / split).is_dir():
             shutil.rmtree(out_dir / split)
@@ -573,7 +574,7 @@ def generate(cfg: SyntheticConfig, out_dir: Path) -> dict[str, Path]:
     is returned as it is; anything else there from an earlier generation is replaced.
     """
     out_dir = Path(out_dir)
-    paths = _json_paths(out_dir)
+    paths = caption_files(out_dir)
     if _is_complete(out_dir, cfg):
         return paths
     _clear(out_dir)

@@ -7,10 +7,21 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
-from dpcnn.config import ConfigError
 from dpcnn.data.manifest import SPLITS, ImageRecord
+from dpcnn.errors import ConfigError, DataError
 
 _SHOW = 5
+
+DEFAULT_HOLDOUT_FRACTION = 0.1
+DEFAULT_HOLDOUT_MAX = 1000
+
+
+def holdout_size(requested: int, num_captioned: int) -> int:
+    """Images to hold out for each of val and test: ``data.holdout_images`` when set (≥ 1), else
+    (0) 10 % of the captioned images, at most 1,000 and at least 1."""
+    if requested:
+        return requested
+    return max(1, min(DEFAULT_HOLDOUT_MAX, int(num_captioned * DEFAULT_HOLDOUT_FRACTION)))
 
 
 def split_by_image(records: Sequence[ImageRecord], holdout: int, seed: int,
@@ -21,8 +32,8 @@ def split_by_image(records: Sequence[ImageRecord], holdout: int, seed: int,
     the set of ids and the seed, never on the input order. Only images with at least one caption
     are held out (a caption-less image stays in train, where ``prepare`` reports and excludes it),
     so the held-out splits have exactly ``holdout`` usable images each. The output keeps the input
-    order. Raises ValueError if there are fewer than ``holdout * len(splits) + 2`` captioned images
-    (the message says to lower ``data.holdout_images``) or if an image id repeats.
+    order. Raises ConfigError if there are fewer than ``holdout * len(splits) + 2`` captioned images
+    (the message names the largest ``data.holdout_images`` that fits), DataError if an id repeats.
     """
     if holdout < 1:
         raise ConfigError(f"data.holdout_images must be ≥ 1, got {holdout}")
@@ -34,8 +45,8 @@ def split_by_image(records: Sequence[ImageRecord], holdout: int, seed: int,
     need = holdout * len(splits) + 2
     if len(candidates) < need:
         fits = (len(candidates) - 2) // len(splits)
-        advice = (f"lower data.holdout_images (at most {fits} fits)" if fits >= 1 else
-                  "lower data.holdout_images, or give separate val/test annotation files")
+        advice = (f"set data.holdout_images to at most {fits}" if fits >= 1 else
+                  "add images, or give separate val/test files (data.val_annotations, data.test_annotations)")
         raise ConfigError(f"only {len(candidates)} images with captions, fewer than the {need} needed to "
                          f"hold out {holdout} for each of {' and '.join(splits)} and keep ≥ 2 for "
                          f"train: {advice}")
@@ -51,11 +62,11 @@ def _check_unique_ids(records: Sequence[ImageRecord]) -> None:
     counts = Counter(r.image_id for r in records)
     dup = [i for i, n in counts.items() if n > 1]
     if dup:
-        raise ValueError(f"{len(dup)} image id(s) appear more than once: {_few(dup)}")
+        raise DataError(f"{len(dup)} image id(s) appear more than once: {_few(dup)}")
 
 
 def check_disjoint(records: Sequence[ImageRecord]) -> None:
-    """Raise ValueError if an image is in two splits or listed twice.
+    """Raise DataError if an image is in two splits or listed twice.
 
     "The same image" is the same image id or the same file path (one picture under two ids).
     An image in two splits is reported first: held-out images would leak into training.
@@ -68,11 +79,11 @@ def check_disjoint(records: Sequence[ImageRecord]) -> None:
     crossing = {k: rs for k, rs in repeated.items() if len({r.split for r in rs}) > 1}
     if crossing:
         shown = [f"{k} ({', '.join(f'{r.image_id}:{r.split}' for r in rs)})" for k, rs in crossing.items()]
-        raise ValueError(f"{len(crossing)} image(s) are in more than one split, e.g. {_few(shown)}: the "
+        raise DataError(f"{len(crossing)} image(s) are in more than one split, e.g. {_few(shown)}: the "
                          f"splits overlap (held-out images would leak into training)")
     if repeated:
         shown = [f"{k} ({len(rs)}×)" for k, rs in repeated.items()]
-        raise ValueError(f"{len(repeated)} image(s) appear more than once in one split (same id, or one "
+        raise DataError(f"{len(repeated)} image(s) appear more than once in one split (same id, or one "
                          f"file under two ids), e.g. {_few(shown)}")
 
 

@@ -1,388 +1,24 @@
-"""``dpcnn eval``: metrics.json, metrics.md (side by side with the paper), curves.png, examples.png.
+"""The pictures of a run: training curves, retrieval examples, search results (matplotlib, Agg canvas,
+no pyplot state; every PNG is written atomically).
 
-Files (DESIGN §1), for the stage-II model (the default once stage II is finished)::
-
-    DIR/metrics.json   one key per protocol, each exactly the DESIGN §1 schema, plus "meta"
-    DIR/metrics.md     our numbers beside the paper's (REFERENCE_RESULTS.md), the split caveat
     DIR/curves.png     the training history of both stages on one epoch axis
-    DIR/examples.png   text queries of the split with their top-5 images
-
-For ``--stage 1`` (or a run whose stage II is not finished) the files go to ``DIR/stage1/``;
-``DIR/metrics.md`` shows stage I and stage II side by side whenever both metrics files exist.
-A split other than ``test`` writes ``metrics-<split>.json`` / ``.md`` / ``examples-<split>.png``.
-
-``metrics.json`` layout::
-
-    {"full": {"num_images", "num_captions", "i2t": {r1, r5, r10, medr, meanr}, "t2i": {...}, "rsum"},
-     "5k": {...}, "1k": {... the mean over the folds ...},
-     "meta": {"stage": 2, "split": "test", "date": ISO 8601, "config": "demo", "dataset": "synthetic",
-              "weights": "stage2/model.weights.h5",
-              "test_features": {"image_mode", "flip", "all_shifts"},
-              "folds": {"1k": [per-fold schema dicts]}}}      # "folds" only with the 1k protocol
-
-``reid`` (CUHK-PEDES, text→image only) fills the same keys: num_images = gallery images,
-num_captions = query captions, ``"i2t": null``, ``t2i`` adds ``"map"`` (%), rsum = t2i R@1+R@5+R@10.
+    DIR/examples.png   text queries of the split with their top-5 images (stage I: stage1/)
 """
 
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import logging
-import math
 import textwrap
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dpcnn import run_dir as rd
-from dpcnn.config import PROTOCOLS, Config, ConfigError
-from dpcnn.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from dpcnn.utils import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-
-HISTORY = "history.csv"
-CURVES = "curves.png"
-
-SPLIT_CAVEAT = (
-    "the paper's own splits are not Karpathy's (Flickr30k test = the images in Flickr8k's test "
-    "list; COCO test = a random 5,000 that cannot be regenerated), so comparisons with "
-    "Karpathy-split runs are approximate."
-)
-"""Verbatim from REFERENCE_RESULTS.md ("Caveat that every report must repeat")."""
-
-PAPER_SIZE_COMMAND = "dpcnn train --config demo-full --run runs/demo-full"
-
-
-# --------------------------------------------------------------------------------------------
-# The paper's numbers
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PaperResult:
-    """One published DP-CNN result. Recalls in %; ``None`` where the paper reports nothing."""
-
-    dataset: str
-    protocol: str
-    setting: str
-    i2t: tuple[float, float, float] | None
-    t2i: tuple[float, float, float]
-    medr: tuple[float | None, float | None]
-    """(i2t, t2i) Med r; REFERENCE_RESULTS.md: "recalled, unverified"."""
-    rsum: float | None
-    how_sure: str
-
-
-# From /work/shared/REFERENCE_RESULTS.md, "DP-CNN (the paper)" table (R@1 / R@5 / R@10, rsum,
-# and its "how sure" column); Med r from its note "reported as 1 (i2t) and 2 (t2i) on Flickr30k
-# and COCO 1K (recalled, unverified)". Only the rows that match a preset's dataset/protocol.
-PAPER_RESULTS: tuple[PaperResult, ...] = (
-    PaperResult("flickr30k", "full", 'Flickr30k 1K test, "ResNet"', (55.6, 81.9, 89.5), (39.1, 69.2, 80.9),
-                (1.0, 2.0), 416.2, "cited verbatim by later papers; backbone may be ResNet-152"),
-    PaperResult("coco", "1k", "MSCOCO 1K (mean of 5 folds), ResNet-50", (65.6, 89.8, 95.5), (47.1, 79.9, 90.0),
-                (1.0, 2.0), 467.9, "secondary list"),
-    PaperResult("coco", "5k", "MSCOCO 5K, ResNet-50", (41.2, 70.5, 81.1), (25.3, 53.4, 66.4),
-                (None, None), 337.9, "cited verbatim"),
-    PaperResult("cuhk-pedes", "reid", "CUHK-PEDES (t2i only), ResNet-50", None, (44.40, 66.26, 75.07),
-                (None, None), None, "cited verbatim"),
-)
-
-
-def paper_result(dataset: str, protocol: str) -> PaperResult | None:
-    """The paper's row for a dataset and protocol, or None (synthetic, coco-format, coco ``full``)."""
-    for row in PAPER_RESULTS:
-        if row.dataset == dataset and row.protocol == protocol:
-            return row
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# File locations
-# --------------------------------------------------------------------------------------------
-
-
-def results_dir(run: Path, stage: int) -> Path:
-    """Where a stage's eval files go: the run folder for stage II, ``stage1/`` for stage I."""
-    return Path(run) if stage == 2 else rd.stage_dir(run, stage)
-
-
-def _suffix(split: str) -> str:
-    return "" if split == "test" else f"-{split}"
-
-
-def metrics_path(run: Path, stage: int, split: str = "test") -> Path:
-    return results_dir(run, stage) / f"metrics{_suffix(split)}.json"
-
-
-def _markdown_path(run: Path, stage: int, split: str) -> Path:
-    return results_dir(run, stage) / f"metrics{_suffix(split)}.md"
-
-
-def check_run(run: Path) -> None:
-    """RunDirError unless ``run`` is a run folder (has config.json)."""
-    run = Path(run)
-    if not run.is_dir():
-        raise rd.RunDirError(f"run folder {run} does not exist: train one with `dpcnn train --config … --run {run}`")
-    if not (run / "config.json").is_file():
-        raise rd.RunDirError(f"{run} is not a dpcnn run folder (no config.json): "
-                             "pass the --run folder of `dpcnn train`")
-
-
-def resolve_stage(run: Path, stage: int | None) -> int:
-    """``stage``, or the last finished stage; RunDirError if it is not finished."""
-    if stage is None:
-        stage = 2 if rd.stage_done(run, 2) else 1
-    if stage not in (1, 2):
-        raise rd.RunDirError(f"stage must be 1 or 2, got {stage}")
-    if not rd.stage_done(run, stage):
-        raise rd.RunDirError(f"{run} has no finished stage {stage}: train it first (`dpcnn train --run {run}`)")
-    return stage
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------
-
-
-def _check_protocols(protocols: Sequence[str], num_images: int, split: str) -> None:
-    for p in protocols:
-        if p not in PROTOCOLS:
-            raise ConfigError(f"unknown protocol '{p}'; valid: {', '.join(PROTOCOLS)}")
-        need = {"1k": 1000, "5k": 5000}.get(p, 0)
-        if num_images < need:
-            raise ConfigError(f"protocol {p} needs at least {need} {split} images, the split has {num_images}: "
-                              "use --protocol full")
-
-
-def schema_entry(protocol: str, raw: Mapping) -> tuple[dict, dict]:
-    """A protocol's result in the metrics.json schema, plus what goes to ``meta`` (1k folds)."""
-    if protocol == "reid":
-        t2i = dict(raw["t2i"])
-        entry = {"num_images": int(raw["num_gallery"]), "num_captions": int(raw["num_queries"]),
-                 "i2t": None, "t2i": t2i, "rsum": float(t2i["r1"] + t2i["r5"] + t2i["r10"])}
-        return entry, {}
-    entry = {k: raw[k] for k in ("num_images", "num_captions", "i2t", "t2i", "rsum")}
-    extra = {"folds": raw["folds"]} if "folds" in raw else {}
-    return entry, extra
-
-
-def evaluate_run(run: Path, split: str = "test", protocols: Sequence[str] | None = None,
-                 stage: int | None = None, progress: bool = True) -> str:
-    """``dpcnn eval``: encode ``split`` once, compute each protocol, write the report files.
-
-    Returns the text the CLI prints (the markdown table and the files written).
-    """
-    from dpcnn.encoders import Encoders
-    from dpcnn.evaluation import encode_split, protocol_metrics
-    from dpcnn.prepare import ensure_prepared
-    from dpcnn.training import load_trained
-
-    run = Path(run)
-    check_run(run)
-    stage = resolve_stage(run, stage)
-    cfg = Config.load(run / "config.json")
-    protocols = tuple(protocols) if protocols else tuple(cfg.eval.protocols)
-    data = ensure_prepared(cfg, progress=progress)
-    if split not in data.splits or data.splits[split].num_images == 0:
-        raise ConfigError(f"the prepared data of {run} has no '{split}' images to evaluate")
-    arrays = data.splits[split]
-    _check_protocols(protocols, arrays.num_images, split)
-
-    cfg, model, data = load_trained(run, stage, data=data)
-    encoders = Encoders(model.image_encoder, model.text_encoder, cfg)
-    log.info("evaluating stage %d of %s on %s: %d images, %d captions", stage, run, split,
-             arrays.num_images, arrays.num_captions)
-    image_feats, text_feats = encode_split(encoders, arrays, progress=progress, name=split)
-
-    result: dict = {}
-    folds: dict = {}
-    for p in protocols:
-        entry, extra = schema_entry(p, protocol_metrics(p, image_feats, text_feats, arrays, cfg.eval.ap_rule))
-        result[p] = entry
-        if extra:
-            folds[p] = extra["folds"]
-    meta = {
-        "stage": stage, "split": split,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "config": cfg.name, "dataset": cfg.data.dataset,
-        "weights": f"stage{stage}/{rd.WEIGHTS}",
-        "test_features": {"image_mode": cfg.eval.image_mode, "flip": cfg.eval.flip,
-                          "all_shifts": cfg.eval.all_shifts},
-    }
-    if folds:
-        meta["folds"] = folds
-    result["meta"] = meta
-    out_json = metrics_path(run, stage, split)
-    atomic_write_json(out_json, result)
-    written = [out_json, *write_markdown(run, cfg, split)]
-
-    if (run / HISTORY).is_file():
-        written.append(plot_history(run))
-    else:
-        log.warning("%s has no %s: no training curves drawn", run, HISTORY)
-    examples = results_dir(run, stage) / f"examples{_suffix(split)}.png"
-    written.append(plot_examples(run, stage=stage, split=split, out=examples,
-                                 features=(arrays, image_feats, text_feats)))
-    table = _markdown_path(run, stage, split).read_text()
-    return table + "\nwrote:\n" + "\n".join(f"  {p}" for p in written)
-
-
-# --------------------------------------------------------------------------------------------
-# metrics.md
-# --------------------------------------------------------------------------------------------
-
-
-def _fmt(value, digits: int = 1) -> str:
-    if value is None:
-        return "–"
-    value = float(value)
-    if math.isnan(value):
-        return "–"
-    if digits == 0:  # ranks: whole numbers as such, fold means (COCO 1K) with one decimal
-        return str(int(value)) if value.is_integer() else f"{value:.1f}"
-    return f"{value:.{digits}f}"
-
-
-def _rows(protocol: str, ours: Sequence[Mapping | None], paper: PaperResult | None) -> list[list[str]]:
-    """Table rows: metric name, one column per result in ``ours``, then the paper's."""
-
-    def get(entry: Mapping | None, direction: str, key: str):
-        if entry is None or entry.get(direction) is None:
-            return None
-        return entry[direction].get(key)
-
-    rows = []
-    directions = ("t2i",) if protocol == "reid" else ("i2t", "t2i")
-    keys = ("r1", "r5", "r10", "medr", "meanr") + (("map",) if protocol == "reid" else ())
-    names = {"r1": "R@1", "r5": "R@5", "r10": "R@10", "medr": "Med r", "meanr": "mean r", "map": "mAP"}
-    for d in directions:
-        label = "image→text" if d == "i2t" else "text→image"
-        for k in keys:
-            row = [f"{label} {names[k]}"]
-            row += [_fmt(get(e, d, k), 0 if k == "medr" else 1) for e in ours]
-            if paper is not None:
-                triple = paper.i2t if d == "i2t" else paper.t2i
-                if k in ("r1", "r5", "r10") and triple is not None:
-                    row.append(_fmt(triple[("r1", "r5", "r10").index(k)], 2 if protocol == "reid" else 1))
-                elif k == "medr" and paper.medr[0 if d == "i2t" else 1] is not None:
-                    row.append(_fmt(paper.medr[0 if d == "i2t" else 1], 0) + " †")
-                else:
-                    row.append("–")
-            rows.append(row)
-    rsum = ["rsum (t2i R@1+5+10)" if protocol == "reid" else "rsum"]
-    rsum += [_fmt(e.get("rsum") if e else None) for e in ours]
-    if paper is not None:
-        rsum.append(_fmt(paper.rsum))
-    rows.append(rsum)
-    return rows
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def render_markdown(cfg: Config, stages: Mapping[int, Mapping], run_name: str = "") -> str:
-    """metrics.md text: ``stages`` maps stage (1, 2) → a metrics.json dict of the same split."""
-    if not stages:
-        raise ValueError("render_markdown: no metrics to show")
-    order = sorted(stages)
-    metas = {s: stages[s].get("meta", {}) for s in order}
-    split = metas[order[-1]].get("split", "test")
-    roman = {1: "stage I", 2: "stage II"}
-    protocols: list[str] = []
-    for s in order:
-        protocols += [p for p in stages[s] if p != "meta" and p not in protocols]
-
-    out = [f"# Retrieval results{f' — {run_name}' if run_name else ''}", ""]
-    out.append(f"Config `{cfg.name}`, dataset `{cfg.data.dataset}`, split `{split}`. "
-               "Recalls in %; ranks are 1-based (Med r = the official upper median, ties pessimistic).")
-    for s in order:
-        m = metas[s]
-        out.append(f"- ours, {roman[s]}: weights `{m.get('weights', f'stage{s}')}`, evaluated {m.get('date', '?')}")
-    out.append("")
-    notes: list[str] = []
-    for p in protocols:
-        entries = [stages[s].get(p) for s in order]
-        first = next(e for e in entries if e is not None)
-        paper = paper_result(cfg.data.dataset, p) if split == "test" else None
-        what = "gallery images, query captions" if p == "reid" else "images, captions"
-        n1, n2 = what.split(", ")
-        out.append(f"## Protocol `{p}` — {first['num_images']} {n1}, {first['num_captions']} {n2}")
-        out.append("")
-        header = ["metric"] + [f"ours, {roman[s]}" for s in order]
-        if paper is not None:
-            header.append(f"paper: {paper.setting}")
-        out.append(_table(header, _rows(p, entries, paper)))
-        out.append("")
-        if paper is not None:
-            out.append(f"Paper row from REFERENCE_RESULTS.md; how sure: {paper.how_sure}.")
-            if any(v is not None for v in paper.medr):
-                out.append("† Med r recalled, unverified (REFERENCE_RESULTS.md).")
-        else:
-            out.append(_no_paper_row(cfg, p, split))
-        out.append("")
-        fold_list = metas[order[-1]].get("folds", {}).get(p)
-        if fold_list:
-            out.append(f"{p}: the mean of {len(fold_list)} folds "
-                       "(each fold's numbers are in metrics.json → meta.folds).")
-            out.append("")
-    if cfg.data.dataset == "synthetic":
-        notes.append(_synthetic_note(cfg))
-    notes.append(f"Split caveat: {SPLIT_CAVEAT}")
-    out.append("\n\n".join(notes))
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _no_paper_row(cfg: Config, protocol: str, split: str) -> str:
-    if split != "test":
-        return f"No paper row: the paper's numbers are on the test split, this is `{split}`."
-    if cfg.data.dataset == "synthetic":
-        return "No paper row: the synthetic shapes dataset is this project's own demo; the paper has no numbers for it."
-    if cfg.data.dataset == "coco-format":
-        return "No paper row: this is your own COCO-format data."
-    if cfg.data.dataset == "coco":
-        return f"No paper row: the paper reports MSCOCO with the 1k and 5k protocols, not `{protocol}`."
-    return f"No paper row for {cfg.data.dataset} with protocol `{protocol}`."
-
-
-def _synthetic_note(cfg: Config) -> str:
-    if cfg.model.image_backbone == "small":
-        return ("This demo is the CPU-sized configuration (a small residual image CNN and a shallower text CNN "
-                "of the same family), not the paper-size model; for the paper-size model on the same data run "
-                f"`{PAPER_SIZE_COMMAND}` (a GPU is advised).")
-    return (f"This is the paper-size model ({cfg.model.image_backbone}) on the synthetic data, "
-            "started from random weights.")
-
-
-def write_markdown(run: Path, cfg: Config, split: str = "test") -> list[Path]:
-    """(Re)write the metrics.md files that the existing metrics files of ``split`` call for.
-
-    ``DIR/metrics.md``: stage II, with stage I beside it when ``stage1/metrics.json`` exists.
-    ``DIR/stage1/metrics.md``: stage I alone. Returns the files written.
-    """
-    run = Path(run)
-    found = {s: read_json(metrics_path(run, s, split)) for s in (1, 2) if metrics_path(run, s, split).is_file()}
-    written = []
-    if 1 in found:
-        path = _markdown_path(run, 1, split)
-        atomic_write_text(path, render_markdown(cfg, {1: found[1]}, run.name))
-        written.append(path)
-    if 2 in found:
-        path = _markdown_path(run, 2, split)
-        atomic_write_text(path, render_markdown(cfg, found, run.name))
-        written.append(path)
-    return written
-
-
-# --------------------------------------------------------------------------------------------
-# Figures (matplotlib, Agg canvas, no pyplot state)
-# --------------------------------------------------------------------------------------------
 
 
 def new_figure(width: float, height: float):
@@ -439,13 +75,14 @@ def read_history(path: Path) -> HistorySeries:
     return HistorySeries(x, stage, columns, boundary)
 
 
-def plot_history(run: Path) -> Path:
-    """``DIR/curves.png``: losses, instance accuracy per branch, validation R@K and rsum per epoch,
-    stage I and II on one epoch axis with a line at the stage boundary."""
+def plot_history(run) -> Path:
+    """``DIR/curves.png`` of a :class:`dpcnn.run.Run`: losses, instance accuracy per branch,
+    validation R@K and rsum per epoch, stage I and II on one epoch axis with a line at the boundary."""
     from matplotlib.ticker import MaxNLocator
 
-    run = Path(run)
-    h = read_history(run / HISTORY)
+    from dpcnn.run import CURVES, HISTORY
+
+    h = read_history(run.path / HISTORY)
     fig = new_figure(13, 8.5)
     axes = fig.subplots(2, 2)
     panels = [
@@ -478,8 +115,8 @@ def plot_history(run: Path) -> Path:
             ax.axvline(h.boundary, color="grey", linestyle=":", linewidth=1.5)
             ax.text(h.boundary, 1.0, " stage II →", transform=ax.get_xaxis_transform(), ha="left", va="top",
                     fontsize=8, color="grey")
-    fig.suptitle(f"training history — {run.name}")
-    return save_png(fig, run / CURVES)
+    fig.suptitle(f"training history — {run.path.name}")
+    return save_png(fig, run.path / CURVES)
 
 
 def choose_examples(ranks: np.ndarray, n_success: int = 4, n_failure: int = 2) -> list[int]:
@@ -539,19 +176,15 @@ def frame(ax, color: str) -> None:
         spine.set_linewidth(4)
 
 
-def plot_examples(run: Path, stage: int | None = None, split: str = "test", out: Path | None = None, *,
-                  features: tuple | None = None, n_success: int = 4, n_failure: int = 2, k: int = 5) -> Path:
+def plot_examples(run, stage: int, split: str, arrays, image_feats: np.ndarray, text_feats: np.ndarray, *,
+                  out: Path | None = None, n_success: int = 4, n_failure: int = 2, k: int = 5) -> Path:
     """A grid of text queries of ``split`` with their top-k images (ground truth framed green,
     others red, cosine scores as titles): ``n_success`` queries whose own image is rank 1 and
     ``n_failure`` where it is not (:func:`choose_examples`). Default file: the stage's examples.png.
 
-    ``features``: (SplitArrays, image feats float [N, D], text feats float [M, D]) already encoded;
-    without it the split is encoded here.
+    arrays: the split's SplitArrays; image_feats float [N, D], text_feats float [M, D].
     """
-    run = Path(run)
-    stage = resolve_stage(run, stage)
-    arrays, image_feats, text_feats = features if features is not None else _encode(run, stage, split)
-    out = Path(out) if out is not None else results_dir(run, stage) / f"examples{_suffix(split)}.png"
+    out = Path(out) if out is not None else run.result_path(stage, split, "examples", ".png")
     ranks = caption_ranks(image_feats, text_feats, arrays.caption_image)
     chosen = choose_examples(ranks, n_success, n_failure)
     if not chosen:
@@ -559,7 +192,7 @@ def plot_examples(run: Path, stage: int | None = None, split: str = "test", out:
     k = min(k, arrays.num_images)
     fig = new_figure(2.0 * k + 0.5, 0.5 + 2.6 * len(chosen))
     parts = fig.subfigures(len(chosen) + 1, 1, squeeze=False, height_ratios=[0.5] + [2.6] * len(chosen))[:, 0]
-    parts[0].suptitle(f"{run.name}, stage {stage}, {split} split: text → image, top {k} "
+    parts[0].suptitle(f"{run.path.name}, stage {stage}, {split} split: text → image, top {k} "
                       "(true image framed green, others red; titles: cosine score)", fontsize=11)
     for row, c in zip(parts[1:], chosen):
         scores = image_feats @ text_feats[c]
@@ -576,13 +209,28 @@ def plot_examples(run: Path, stage: int | None = None, split: str = "test", out:
     return save_png(fig, out)
 
 
-def _encode(run: Path, stage: int, split: str) -> tuple:
-    from dpcnn.encoders import Encoders
-    from dpcnn.evaluation import encode_split
-    from dpcnn.training import load_trained
+def draw_text_results(text: str, results: list[tuple[float, str]], out: Path) -> Path:
+    """A PNG of a query caption over its top-k images [(score, path)], scores as titles."""
+    fig = new_figure(2.2 * len(results) + 0.5, 3.0)
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    for rank, (ax, (score, path)) in enumerate(zip(axes, results), start=1):
+        ax.imshow(load_thumbnail(path))
+        ax.set_title(f"#{rank}  {score:.3f}", fontsize=9)
+        ax.set_xlabel(textwrap.shorten(Path(path).name, 28), fontsize=7)
+        frame(ax, "black")
+    fig.suptitle(f"“{textwrap.shorten(text, 120)}”", fontsize=11)
+    return save_png(fig, out)
 
-    cfg, model, data = load_trained(run, stage)
-    arrays = data.splits[split]
-    encoders = Encoders(model.image_encoder, model.text_encoder, cfg)
-    image_feats, text_feats = encode_split(encoders, arrays, progress=False, name=split)
-    return arrays, image_feats, text_feats
+
+def draw_image_results(image: str | Path, results: list[tuple[float, str]], out: Path) -> Path:
+    """A PNG of a query image beside its top-k captions [(score, caption)]."""
+    fig = new_figure(11, max(3.0, 0.5 * len(results) + 1))
+    left, right = fig.subplots(1, 2, width_ratios=[1, 3])
+    left.imshow(load_thumbnail(str(image)))
+    left.set_title(textwrap.shorten(Path(image).name, 30), fontsize=9)
+    frame(left, "black")
+    right.axis("off")
+    text = "\n".join(f"#{r}  {s:.3f}  {textwrap.shorten(c, 90)}" for r, (s, c) in enumerate(results, start=1))
+    right.text(0.0, 1.0, text, va="top", ha="left", fontsize=9, family="monospace", transform=right.transAxes)
+    fig.suptitle("image → text", fontsize=11)
+    return save_png(fig, out)

@@ -7,29 +7,19 @@ MatConvNet's ``cnn_train_dag.m`` update, with ``g`` the batch-mean gradient:
     w ← w + lr · m_lr · Δ
 
 The learning rate is applied *outside* the momentum buffer, so a step change of the schedule
-takes effect at once (Keras' SGD keeps lr inside the buffer). Multipliers are looked up per
-variable; variables with m_lr = 0 are simply not given to the optimiser (no gradient computed).
+takes effect at once (Keras' SGD keeps lr inside the buffer). Multipliers come from the stage's
+table (:mod:`dpcnn.training.multipliers`); variables with m_lr = 0 are simply not given to the
+optimiser (no gradient computed).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import keras
 from keras import ops
 
 from dpcnn.config import Schedule, TrainConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class ParamGroup:
-    """One variable with its learning-rate and weight-decay multipliers, and the rule that chose them."""
-
-    variable: keras.Variable
-    lr_mult: float
-    wd_mult: float
-    role: str
 
 
 @keras.saving.register_keras_serializable(package="dpcnn")
@@ -109,77 +99,9 @@ def schedule_epochs(schedule: Schedule) -> int:
     return sum(int(e) for e, _ in schedule)
 
 
-def _is_bn(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, keras.layers.BatchNormalization)
-
-
-def _walk(model: keras.Model):
-    """Yield (layer, inside_backbone) for every leaf layer of the dual-path model."""
-    from dpcnn.model.image_branch import BACKBONE_NAME
-
-    def visit(layer, in_backbone):
-        children = getattr(layer, "layers", None)
-        if isinstance(layer, keras.Model) and children is not None:
-            for child in children:
-                yield from visit(child, in_backbone or layer.name == BACKBONE_NAME)
-        else:
-            yield layer, in_backbone
-
-    for child in model.image_encoder.layers:
-        yield from visit(child, False)
-    for child in model.text_encoder.layers:
-        yield from visit(child, False)
-    yield model.classifier, False
-
-
-def parameter_groups(model, stage: int, cfg: TrainConfig) -> list[ParamGroup]:
-    """Every trainable variable of ``model`` (a DualPath) with its stage's multipliers (PAPER_SPEC §5).
-
-    New layers: conv/dense kernels ``lr_conv``; BN γ/β ``lr_bn_gamma``/``lr_bn_beta``;
-    embedding (weights and bias) ``lr_embedding``; classifier W/b ``lr_classifier_w``/``_b``.
-    Backbone: stage I ``stage1_backbone_lr`` for everything (0 = frozen); stage II conv
-    kernels and biases ``stage2_backbone_conv``, first conv kernel ``stage2_backbone_first_conv``,
-    BN γ/β ``stage2_backbone_gamma``/``_beta``. Weight-decay multiplier 1 everywhere.
-    Variables with a zero multiplier are left out.
-    """
-    from dpcnn.model.image_branch import BACKBONE_NAME, first_conv_layer_name
-
-    first_conv = first_conv_layer_name(model.image_encoder.get_layer(BACKBONE_NAME))
-    groups: list[ParamGroup] = []
-    seen: set[int] = set()
-    for layer, in_backbone in _walk(model):
-        for var in layer.trainable_weights:
-            if id(var) in seen:
-                continue
-            seen.add(id(var))
-            is_kernel = var.name in ("kernel", "embeddings")
-            if in_backbone:
-                if stage == 1:
-                    lr, role = cfg.stage1_backbone_lr, "backbone (stage I)"
-                elif _is_bn(layer):
-                    lr = cfg.stage2_backbone_gamma if var.name == "gamma" else cfg.stage2_backbone_beta
-                    role = f"backbone BN {var.name}"
-                elif layer.name == first_conv and is_kernel:
-                    lr, role = cfg.stage2_backbone_first_conv, "backbone first conv"
-                else:
-                    lr, role = cfg.stage2_backbone_conv, f"backbone {var.name}"
-            elif layer is model.classifier:
-                lr = cfg.lr_classifier_w if is_kernel else cfg.lr_classifier_b
-                role = f"classifier {var.name}"
-            elif layer.name == "fc2":
-                lr, role = cfg.lr_embedding, f"word embedding {var.name}"
-            elif _is_bn(layer):
-                lr = cfg.lr_bn_gamma if var.name == "gamma" else cfg.lr_bn_beta
-                role = f"BN {var.name}"
-            else:
-                lr, role = cfg.lr_conv, f"new {var.name}"
-            if lr > 0:
-                groups.append(ParamGroup(var, float(lr), 1.0, role))
-    return groups
-
-
-def make_optimizer(groups: Sequence[ParamGroup], cfg: TrainConfig, schedule: Schedule, steps_per_epoch: int) -> MultiplierSGD:
-    """The stage's optimiser: the official SGD over ``groups`` with the piecewise schedule."""
+def make_optimizer(groups: Sequence, cfg: TrainConfig, schedule: Schedule, steps_per_epoch: int) -> MultiplierSGD:
+    """The stage's optimiser: the official SGD with each group's multiplier (``groups``: the
+    :class:`dpcnn.training.multipliers.ParamGroup` list of the stage) and the piecewise schedule."""
     return MultiplierSGD(
         learning_rate=piecewise_schedule(schedule, steps_per_epoch),
         momentum=cfg.momentum,

@@ -1,0 +1,1 @@
+"""Two-stage training (PAPER_SPEC §3-5): stages, mining, multipliers, optimiser, the trainer.\n\nImports nothing itself, so that ``dpcnn.config`` can read the multiplier tables without TensorFlow.\n"""
