@@ -395,14 +395,16 @@ def apply_overrides(cfg: Config, pairs: Iterable[str]) -> Config:
 
 
 _OWN_DATA_KEYS = ("data.annotations", "data.val_annotations", "data.test_annotations")
+_OWN_DATASETS = ("coco-format", "csv", "coco")
 
 
 def _follow_intent(cfg: Config, explicit: list[str]) -> Config:
     """Where the intent is unambiguous, make it work: captions files given to the synthetic
     dataset mean the user's own COCO-format data."""
     if cfg.data.dataset == "synthetic" and "data.dataset" not in explicit and "data.annotations" in explicit:
-        log.info("data.annotations given with the synthetic dataset: reading your own data (data.dataset=coco-format)")
-        return replace(cfg, data=replace(cfg.data, dataset="coco-format"))
+        kind = "csv" if cfg.data.annotations.lower().endswith(".csv") else "coco-format"
+        log.info("data.annotations given with the synthetic dataset: reading your own data (data.dataset=%s)", kind)
+        return replace(cfg, data=replace(cfg.data, dataset=kind))
     return cfg
 
 
@@ -420,12 +422,13 @@ def check_effective(cfg: Config, explicit: Iterable[str]) -> None:
         if key in (*_OWN_DATA_KEYS, "data.images") and d.dataset == "synthetic":
             raise _no_effect(key, "data.dataset=synthetic generates its own data: set data.dataset=coco-format "
                                   "(and data.annotations, data.images) for your own captions")
-        if key in ("data.val_annotations", "data.test_annotations") and d.dataset not in ("coco-format", "coco"):
-            raise _no_effect(key, f"separate val/test files are read for COCO-format data, and data.dataset={d.dataset}")
+        if key in ("data.val_annotations", "data.test_annotations") and d.dataset not in _OWN_DATASETS:
+            raise _no_effect(key, f"separate val/test files are read for your own data (data.dataset=coco-format "
+                                  f"or csv), and data.dataset={d.dataset}")
         if key in ("data.holdout_images", "data.split_seed"):
-            if d.dataset not in ("coco-format", "coco") or (d.val_annotations and d.test_annotations):
-                raise _no_effect(key, "images are held out only from a single COCO-format file "
-                                      "(data.dataset=coco-format without both data.val_annotations and data.test_annotations)")
+            if d.dataset not in _OWN_DATASETS or (d.val_annotations and d.test_annotations):
+                raise _no_effect(key, "images are held out only from a single COCO-format file or CSV "
+                                      "(data.dataset=coco-format or csv without both data.val_annotations and data.test_annotations)")
         if key == "data.split" and d.dataset not in ("flickr30k", "coco"):
             raise _no_effect(key, f"data.split chooses the Flickr30k/MSCOCO split, and data.dataset={d.dataset}")
         if key == "train.tpu" and t.strategy != "tpu":
@@ -459,7 +462,9 @@ def validate(cfg: Config) -> None:
     def choice(key: str, options: tuple[str, ...]) -> None:
         need(cfg.get(key) in options, f"{key} must be one of {', '.join(options)}, got '{cfg.get(key)}'")
 
-    from dpcnn.data.datasets import REGISTRY  # imports no TensorFlow; adding a dataset is one file there
+    from dpcnn.data.datasets import (
+        REGISTRY,  # imports no TensorFlow; adding a dataset is one file there
+    )
 
     for key, options in (("data.dataset", tuple(REGISTRY)), ("model.image_backbone", BACKBONES),
                          ("model.backbone_bn", ("batch_stats", "frozen")), ("model.text_pool", ("max", "avg")),

@@ -77,7 +77,7 @@ class DatasetSpec:
         return self.manual_steps.format(root=Path(root).as_posix())
 
 
-_MODULES = ("synthetic", "mscoco", "coco_format", "flickr30k", "cuhk_pedes")
+_MODULES = ("synthetic", "mscoco", "coco_format", "csv_captions", "flickr30k", "cuhk_pedes")
 """The spec modules of this package, each defining ``SPEC``."""
 
 
