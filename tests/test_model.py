@@ -9,8 +9,8 @@ import pytest
 from dpcnn.config import ModelConfig
 from dpcnn.errors import WeightsUnavailableError
 from dpcnn.model.image_branch import build_image_encoder
-from dpcnn.presets import preset
 from dpcnn.model.text_branch import build_text_encoder, stage_lengths
+from dpcnn.presets import preset
 
 
 def bn(c):  # gamma, beta, moving mean, moving variance

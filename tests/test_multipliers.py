@@ -8,7 +8,14 @@ import pytest
 
 from dpcnn.config import ConfigError, ModelConfig, apply_overrides
 from dpcnn.presets import preset
-from dpcnn.training.multipliers import PAPER_STAGE1, PAPER_STAGE2, match, parameter_groups, update_rules, variable_keys
+from dpcnn.training.multipliers import (
+    PAPER_STAGE1,
+    PAPER_STAGE2,
+    match,
+    parameter_groups,
+    update_rules,
+    variable_keys,
+)
 
 
 def paper_multiplier(key: str, stage: int) -> float:

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_training import MIRRORED_TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[1]
