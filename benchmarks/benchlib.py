@@ -43,7 +43,7 @@ def demo_config(root: str, overrides: Sequence[str] = ()):
 
 def prepared(cfg):
     """Prepare (once; cached under ``data.root``) and load the data of ``cfg``."""
-    from dpcnn.prepare import ensure_prepared
+    from dpcnn.data.prepare import ensure_prepared
 
     return ensure_prepared(cfg, progress=False)
 
@@ -56,34 +56,69 @@ def demo_setup(root: str, overrides: Sequence[str] = ()):
     return cfg, prepared(cfg)
 
 
-def stage_model(cfg, data, stage: int):
-    """A freshly built DualPath set up and compiled for ``stage`` exactly as ``run_stage`` does."""
+def with_overrides(cfg, overrides: Sequence[str]):
+    """``cfg`` with ``--set``-style overrides applied (validated as the CLI does)."""
+    from dpcnn.config import apply_overrides
+
+    return apply_overrides(cfg, list(overrides))
+
+
+def build_model(cfg, data, seed: int | None = None):
+    """A freshly built DualPath for ``cfg`` on the prepared ``data``, as ``dpcnn train`` builds it
+    (seeded, word vectors loaded); call it inside :func:`precision` for a mixed-precision model."""
     import keras
 
+    from dpcnn.model.dual_path import build_dual_path
+
+    keras.utils.set_random_seed(cfg.train.seed if seed is None else seed)
+    return build_dual_path(cfg, data.num_classes, len(data.vocab), data.word_dim, data.pixel_mean, data.embeddings)
+
+
+def precision(cfg):
+    """The precision-policy context ``dpcnn train`` builds and compiles its model in."""
+    from dpcnn.training.distribute import precision_policy
+
+    return precision_policy(cfg.train.mixed_precision)
+
+
+def steps_of(cfg, split) -> int:
+    """Steps per epoch of ``split`` under ``cfg`` (``pipeline.steps_per_epoch``)."""
     from dpcnn.data import pipeline
-    from dpcnn.training import build_for
 
-    keras.utils.set_random_seed(cfg.train.seed)
-    train = data.splits["train"]
-    steps = pipeline.steps_per_epoch(train.num_images, cfg.train.batch_size, cfg.train.steps_per_epoch)
-    model = build_for(cfg, data)
-    compile_for_stage(model, cfg, stage, steps)
-    return model
+    return pipeline.steps_per_epoch(split.num_images, cfg.train.batch_size, cfg.train.steps_per_epoch)
 
 
-def compile_for_stage(model, cfg, stage: int, steps_per_epoch: int) -> None:
-    """Backbone mode, parameter groups, optimiser, stage step and compile: ``run_stage``'s set-up."""
-    from dpcnn.optimizer import make_optimizer, parameter_groups
-    from dpcnn.training import configure_backbone
+def compile_for_stage(model, cfg, stage: int, steps_per_epoch: int):
+    """``compile_stage``: the stage object (a compiled keras.Model whose ``fit`` trains ``model``),
+    set up exactly as ``run_stage`` does (backbone mode, multiplier table, optimiser, step, XLA)."""
+    from dpcnn.training.stages import compile_stage
 
-    configure_backbone(model, cfg, stage)
-    groups = parameter_groups(model, stage, cfg.train)
-    schedule = cfg.train.stage1_schedule if stage == 1 else cfg.train.stage2_schedule
-    optimizer = make_optimizer(groups, cfg.train, schedule, steps_per_epoch)
-    weights = cfg.train.stage1_loss_weights if stage == 1 else cfg.train.stage2_loss_weights
-    model.configure_stage(stage, [g.variable for g in groups], weights, cfg.train.margin,
-                          cfg.train.negative_mining)
-    model.compile(optimizer=optimizer, jit_compile=False)
+    return compile_stage(model, cfg, stage, steps_per_epoch)
+
+
+def stage_model(cfg, data, stage: int, model=None):
+    """The compiled stage ``stage`` of a freshly built DualPath (or of ``model``), as ``run_stage``
+    sets it up; the DualPath is ``task.dual_path``."""
+    with precision(cfg):
+        if model is None:
+            model = build_model(cfg, data)
+        return compile_for_stage(model, cfg, stage, steps_of(cfg, data.splits["train"]))
+
+
+def cached_batches(dataset, count: int) -> list:
+    """The first ``count`` elements of a dataset, materialised (dicts of eager tensors)."""
+    out = []
+    for batch in dataset.take(count):
+        out.append(batch)
+    return out
+
+
+def repeat_batches(batches: Sequence) -> object:
+    """A tf.data dataset that cycles through ``batches`` (in memory) forever."""
+    import tensorflow as tf
+
+    stacked = tf.nest.map_structure(lambda *xs: tf.stack(xs), *batches)
+    return tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(2)
 
 
 def _busy_ticks() -> tuple[int, int]:
@@ -152,6 +187,31 @@ def fit_epochs(model, dataset, epochs: int, steps: int, warmup: int = 1) -> Epoc
     return EpochTimes(clock.wall[warmup:], clock.cpu[warmup:], clock.foreign[warmup:])
 
 
+def fit_batches(model, dataset, steps: int) -> list[float]:
+    """``model.fit`` for one epoch of ``steps`` and the wall seconds of each step, in order.
+
+    A callback with ``on_train_batch_end`` makes Keras hand it the step's logs as Python numbers,
+    so every step is finished (synchronised) before the next starts and each duration is the
+    step's own: the first one includes tracing and graph building.
+    """
+    import keras
+
+    class _Steps(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.wall: list[float] = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._t = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.wall.append(time.perf_counter() - self._t)
+
+    clock = _Steps()
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[clock])
+    return clock.wall
+
+
 def best_of(fn: Callable[[], float], repeats: int) -> tuple[float, list[float]]:
     """Call ``fn`` ``repeats`` times; (smallest result, all results)."""
     results = [fn() for _ in range(repeats)]
@@ -176,12 +236,12 @@ def load_average() -> str:
 def paper_size_split(folder: str | Path, n: int = 128, height: int = 375, width: int = 500,
                      max_len: int = 32, vocab: int = 1000, seed: int = 0):
     """``n`` Flickr/COCO-sized JPEG files (``height`` × ``width``, quality 90; written once into
-    ``folder``) and a training :class:`~dpcnn.data.prepared.SplitArrays` over them: one random
+    ``folder``) and a training :class:`~dpcnn.data.prepare.SplitArrays` over them: one random
     left-aligned caption of 8-20 words per image, every image its own class."""
     import numpy as np
     from PIL import Image
 
-    from dpcnn.data.prepared import SplitArrays
+    from dpcnn.data.prepare import SplitArrays
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

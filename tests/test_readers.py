@@ -535,6 +535,7 @@ def layouts(root: Path) -> dict[str, DataConfig]:
     own = root / "own"
     write_json(own / "train.json", coco_numbered(8))
     write_json(own / "test.json", coco_numbered(2, start=20))
+    (own / "train.csv").write_text("image,caption\n" + "".join(f"img{k}.jpg,caption {k} {s}\n" for k in range(1, 9) for s in "ab"))
     return {
         "coco": DataConfig(dataset="coco", root=str(root)),
         "coco-format": DataConfig(dataset="coco-format", annotations=str(own / "train.json"), images=str(own),
@@ -543,6 +544,7 @@ def layouts(root: Path) -> dict[str, DataConfig]:
         "flickr30k-karpathy": DataConfig(dataset="flickr30k", root=str(root), split="karpathy"),
         "cuhk-pedes": DataConfig(dataset="cuhk-pedes", root=str(root)),
         "synthetic": DataConfig(dataset="synthetic", images=str(root / "synthetic")),
+        "csv": DataConfig(dataset="csv", annotations=str(own / "train.csv"), images=str(own), holdout_images=1),
     }
 
 
@@ -556,11 +558,11 @@ def test_every_dataset_is_registered_with_downloads_that_exist(tmp_path):
         assert all(row.dataset == name for row in spec.paper_results)
     behind_a_form = {name for name, spec in REGISTRY.items() if spec.manual_steps}
     assert behind_a_form == {name for name in download.available() if download.is_manual(name)}
-    with pytest.raises(ConfigError, match="one of synthetic, coco, coco-format, flickr30k, cuhk-pedes; got 'imagenet'"):
+    with pytest.raises(ConfigError, match="one of synthetic, coco, coco-format, csv, flickr30k, cuhk-pedes; got 'imagenet'"):
         get("imagenet")
 
 
-LAYOUTS = ["coco", "coco-format", "flickr30k", "flickr30k-karpathy", "cuhk-pedes", "synthetic"]
+LAYOUTS = ["coco", "coco-format", "flickr30k", "flickr30k-karpathy", "cuhk-pedes", "synthetic", "csv"]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

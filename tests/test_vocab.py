@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from dpcnn.data.vocab import Vocabulary, collect_tokens, tokenize
+from dpcnn.data.vocab import Vocabulary, tokenize
 
 
 @pytest.mark.parametrize(
@@ -54,13 +54,6 @@ def test_tokenize_only_the_given_characters_separate():
 def test_tokenize_rejects_empty_split_chars():
     with pytest.raises(ValueError, match="split_chars"):
         tokenize("a b", split_chars="")
-
-
-def test_collect_tokens_counts_every_occurrence():
-    counts = collect_tokens(["A dog, a dog.", "", "the Dog"], " -.,()", lowercase=False)
-    assert counts == {"A": 1, "dog": 2, "a": 1, "the": 1, "Dog": 1}
-    counts = collect_tokens(["A dog, a dog.", "the Dog"], " -.,()", lowercase=True)
-    assert counts == {"a": 2, "dog": 3, "the": 1}
 
 
 @pytest.fixture
@@ -157,17 +150,3 @@ def test_load_rejects_other_files(tmp_path):
     other.write_text(json.dumps({"words": ["a"]}))
     with pytest.raises(ValueError, match="not a dpcnn vocabulary"):
         Vocabulary.load(other)
-
-
-def test_expand_shifts_by_hand():
-    from dpcnn.data.vocab import expand_shifts
-
-    tokens = np.array([[5, 6, 0, 0], [7, 0, 0, 0]], np.int32)
-    lengths = np.array([2, 1], np.int32)
-    rows, owner = expand_shifts(tokens, lengths, all_shifts=True)
-    np.testing.assert_array_equal(rows, [[5, 6, 0, 0], [0, 5, 6, 0], [0, 0, 5, 6],
-                                         [7, 0, 0, 0], [0, 7, 0, 0], [0, 0, 7, 0], [0, 0, 0, 7]])
-    np.testing.assert_array_equal(owner, [0, 0, 0, 1, 1, 1, 1])
-    rows, owner = expand_shifts(tokens, lengths, all_shifts=False)
-    np.testing.assert_array_equal(rows, tokens)
-    np.testing.assert_array_equal(owner, [0, 1])

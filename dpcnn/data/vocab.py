@@ -61,18 +61,6 @@ def tokenize(
     return _tokenize_with(text, _split_table(split_chars), split_chars[0], lowercase)
 
 
-def collect_tokens(
-    captions: Iterable[str], split_chars: str = DEFAULT_SPLIT_CHARS, lowercase: bool = False
-) -> Counter[str]:
-    """Count every token of ``captions`` (the vocabulary-building captions only, never test)."""
-    table = _split_table(split_chars)
-    sep = split_chars[0]
-    counts: Counter[str] = Counter()
-    for caption in captions:
-        counts.update(_tokenize_with(caption, table, sep, lowercase))
-    return counts
-
-
 class Vocabulary:
     """The caption dictionary and the tokenisation settings it was built with.
 
@@ -207,20 +195,3 @@ class Vocabulary:
                 f"{path}: vocabulary file is not valid JSON ({e}); rebuild it with `dpcnn prepare`"
             ) from e
         return cls.from_dict(data, source=str(path))
-
-
-def expand_shifts(tokens: np.ndarray, lengths: np.ndarray, all_shifts: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Every valid position shift of every caption (test-time text feature, PAPER_SPEC §6).
-
-    tokens int [M, L] left-aligned, lengths int [M] → (shifted int [R, L], owner int [R]) where
-    caption i appears L − len_i + 1 times (starts 0 … L − len_i), or once at start 0 without all_shifts.
-    """
-    m, length = tokens.shape
-    if not all_shifts:
-        return tokens.copy(), np.arange(m)
-    copies = length - lengths + 1
-    owner = np.repeat(np.arange(m), copies)
-    first = np.concatenate([[0], np.cumsum(copies)[:-1]])
-    starts = np.arange(len(owner)) - np.repeat(first, copies)
-    cols = (np.arange(length)[None, :] - starts[:, None]) % length
-    return np.take_along_axis(tokens[owner], cols, axis=1), owner

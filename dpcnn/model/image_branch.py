@@ -145,14 +145,6 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
     return _load_keras_application(cfg)
 
 
-def first_conv_layer_name(backbone: keras.Model) -> str:
-    """Name of the backbone's first convolution (its filter gets the ×1e-4 stage-II multiplier)."""
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            return layer.name
-    raise ValueError("backbone has no convolution")
-
-
 def pool_size_at(backbone: keras.Model, image_size: int, cfg: ModelConfig) -> int:
     """Side of pool5: the backbone map size at the training crop (7 for ResNet at 224); 0 = no pool (VGG)."""
     if cfg.image_backbone in _VGGS:

@@ -24,7 +24,7 @@ from dpcnn.config import Config
 from dpcnn.data import pipeline
 from dpcnn.errors import DivergedError, RunError
 from dpcnn.run import DATA_REPORT, HISTORY, LAST_GOOD, Run
-from dpcnn.training import callbacks as cb
+from dpcnn.training import callbacks
 from dpcnn.training.distribute import is_chief, make_strategy, precision_policy
 from dpcnn.training.optimizer import schedule_epochs
 from dpcnn.training.stages import compile_stage
@@ -73,10 +73,10 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
     log.info("stage %d: %d epochs × %d steps", stage, epochs, steps)
 
     backup = run.backup_dir(stage)
-    state = cb.read_state(backup)
+    state = callbacks.read_state(backup)
     first_epoch, skip, metric_state = 0, 0, None
     if state is not None:
-        cb.restore(task, backup, state)
+        callbacks.restore(task, backup, state)
         first_epoch, skip = int(state["epoch"]), int(state["step"])
         metric_state = state["metric_state"] if skip else None
         log.info("stage %d: resuming at epoch %d, step %d", stage, first_epoch + 1, skip)
@@ -90,20 +90,20 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
     val = data.splits["val"].subset(cfg.train.val_images) if data.splits["val"].num_images else None
     embedder = Embedder(*feature_models(model.image_encoder, model.text_encoder, cfg), data.vocab, cfg.eval.batch_size)
     by_identity = data.by_identity
-    guard = cb.NaNGuard()
+    guard = callbacks.NaNGuard()
     start, logs = time.time(), {}
     while first_epoch < epochs:
         last = first_epoch + 1 if skip else epochs  # a resumed, partial epoch is its own fit()
         dataset = make(train, cfg, first_epoch, last, skip_steps=skip, by_identity=by_identity)
-        callbacks = [cb.ValidationRetrieval(embedder, val, stage, cfg.train.validate_every,
-                                            "reid" in cfg.eval.protocols, epochs), guard]
+        hooks = [callbacks.ValidationRetrieval(embedder, val, stage, cfg.train.validate_every,
+                                               "reid" in cfg.eval.protocols, epochs), guard]
         if chief:
-            callbacks += [keras.callbacks.CSVLogger(str(run.path / HISTORY), append=True),
-                          keras.callbacks.TensorBoard(str(run.path / "tb" / f"stage{stage}"), write_graph=False)]
-        callbacks.append(cb.Backup(scratch or backup, cfg.train.backup_every, guard, step_offset=skip,
-                                   pending_metric_state=metric_state))
+            hooks += [keras.callbacks.CSVLogger(str(run.path / HISTORY), append=True),
+                      keras.callbacks.TensorBoard(str(run.path / "tb" / f"stage{stage}"), write_graph=False)]
+        hooks.append(callbacks.Backup(scratch or backup, cfg.train.backup_every, guard, step_offset=skip,
+                                      pending_metric_state=metric_state))
         history = task.fit(dataset, epochs=last, initial_epoch=first_epoch, steps_per_epoch=steps - skip,
-                           callbacks=callbacks, verbose=verbose if chief else 0, shuffle=False)
+                           callbacks=hooks, verbose=verbose if chief else 0, shuffle=False)
         if guard.diverged_at is not None:
             _stop_diverged(task, model, run, stage, backup, guard)
         logs = {k: float(v[-1]) for k, v in history.history.items()} or logs
@@ -122,13 +122,13 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
     return logs
 
 
-def _stop_diverged(task, model, run: Run, stage: int, backup: Path, guard: cb.NaNGuard) -> None:
-    state = cb.read_state(backup)
+def _stop_diverged(task, model, run: Run, stage: int, backup: Path, guard: callbacks.NaNGuard) -> None:
+    state = callbacks.read_state(backup)
     where = f"stage {stage}, epoch {guard.diverged_at[0] + 1}, batch {guard.diverged_at[1] + 1}"
     if state is None:
         raise DivergedError(f"the loss became NaN at {where} before any backup was written: lower the learning "
                             f"rate (train.stage{stage}_schedule) and train again with --overwrite")
-    cb.restore(task, backup, state)
+    callbacks.restore(task, backup, state)
     keep = run.stage_dir(stage) / LAST_GOOD
     save_model_weights(model, keep)
     raise DivergedError(f"the loss became NaN at {where}. The last good weights (epoch {state['epoch'] + 1}, "
