@@ -88,6 +88,9 @@ def test_two_workers_train_both_stages_like_one_process(tmp_path, data_root, tin
     assert "scratch folder" in logs[1] and "scratch folder" not in logs[0]  # only the chief writes the run folder
     a, b = losses(single), losses(run)
     assert [(r["stage"], r["epoch"]) for r in a] == [(r["stage"], r["epoch"]) for r in b]  # one row per epoch
+    worst = {key: max(abs(rb[key] - ra[key]) / (abs(ra[key]) or 1.0) for ra, rb in zip(a, b)) for key in MIRRORED_TOLERANCE}
+    print("largest relative loss difference, two workers vs one process:",
+          {k: f"{v:.2e}" for k, v in worst.items()})
     for ra, rb in zip(a, b):
         for key, tol in MIRRORED_TOLERANCE.items():
             assert rb[key] == pytest.approx(ra[key], rel=tol), (key, ra, rb)

@@ -100,6 +100,7 @@ ONE = {"id": 1, "file_name": "a.jpg"}
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not a valid JSON COCO-format captions file (Expecting property name"),
     ('{"images": [], "annotations": [', "Expecting value at line 1, column 32"),  # truncated: the end of the file
+    ('{"images": [{"file_na', "(Unterminated string starting at line 1, column 14)"),  # cut inside a string
     ("[1, 2]", "JSON object with 'images' and 'annotations', got a JSON list"),
     (json.dumps({"annotations": []}), "missing top-level 'images'"),
     (json.dumps({"images": []}), "missing top-level 'annotations'"),

@@ -52,6 +52,35 @@ def test_finished_run_folder_has_everything_inference_needs(tiny_run, tiny_cfg, 
         assert float(row["val_rsum"]) == pytest.approx(sum(recalls)) and all(0 <= r <= 100 for r in recalls)
 
 
+def _recalls_by_hand(images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray) -> dict[str, float]:
+    """R@1/5/10 in percent, both directions, straight from the cosine matrix (no dpcnn metric code)."""
+    scores = images @ texts.T  # [N, M]
+    out = {}
+    for k in (1, 5, 10):
+        hits = [np.isin(np.argsort(-scores[i], kind="stable")[:k], np.flatnonzero(caption_image == i)).any()
+                for i in range(len(images))]
+        out[f"val_i2t_r{k}"] = 100.0 * np.mean(hits)
+        out[f"val_t2i_r{k}"] = 100.0 * np.mean([caption_image[j] in np.argsort(-scores[:, j], kind="stable")[:k]
+                                                 for j in range(texts.shape[0])])
+    return out
+
+
+def test_logged_validation_recalls_are_those_of_the_saved_weights(tiny_run, tiny_cfg, tiny_data):
+    # The history's last validation row of each stage must be the R@K of that stage's saved weights on
+    # the first train.val_images validation images, recomputed here from the run's features by hand.
+    from dpcnn.run import Run
+
+    run, val = Run.open(tiny_run), tiny_data.splits["val"].subset(tiny_cfg.train.val_images)
+    rows = history(tiny_run)
+    for stage in (1, 2):
+        row = [r for r in rows if r["stage"] == str(stage)][-1]
+        embedder = run.embedder(stage)
+        images = embedder.encode_image_files(val.paths, val.sizes, progress=False)
+        texts = embedder.encode_tokens(val.tokens, progress=False)
+        expected = _recalls_by_hand(images, texts, val.caption_image)
+        assert {k: float(row[k]) for k in expected} == pytest.approx(expected, abs=1e-3), stage
+
+
 def test_finished_or_foreign_run_folders_are_not_overwritten(tiny_run, tiny_cfg, tiny_data):
     from dpcnn.training.trainer import train
 

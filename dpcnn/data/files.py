@@ -46,7 +46,8 @@ def load_json(path: str | Path, what: str) -> Any:
     except FileNotFoundError:
         raise DataNotFoundError(f"{what} not found: {path}") from None
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not a valid JSON {what} ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        where = e.msg.removesuffix(" at")  # "Unterminated string starting at" + our "at line …"
+        raise DataError(f"{path}: not a valid JSON {what} ({where} at line {e.lineno}, column {e.colno})") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a valid JSON {what} (not UTF-8 text: byte {e.start})") from None
 

@@ -218,7 +218,7 @@ def _background(scene: Scene, size: int) -> np.ndarray:
         rng = np.random.default_rng(scene.texture_seed)
         if kind == "texture":  # soft blotches: coarse noise, bilinearly upsampled
             coarse = rng.uniform(-1, 1, size=(6, 6)).astype(np.float32)
-            up = Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BILINEAR)
+            up = Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR)
             pattern = np.asarray(up, np.float32)
         else:  # faint diagonal stripes
             period = rng.uniform(0.12, 0.25)
@@ -269,7 +269,7 @@ def render_scene(scene: Scene, image_size: int) -> Image.Image:
     """The scene as an RGB image of image_size × image_size (objects drawn supersampled)."""
     ss = 4 if image_size <= 128 else 2 if image_size <= 512 else 1
     big = image_size * ss
-    bg = Image.fromarray(_background(scene, image_size).round().astype(np.uint8), mode="RGB")
+    bg = Image.fromarray(_background(scene, image_size).round().astype(np.uint8))
     canvas = bg.resize((big, big), Image.Resampling.NEAREST) if ss > 1 else bg
     draw = ImageDraw.Draw(canvas)
     for obj in scene.objects:
