@@ -55,5 +55,5 @@ def run_demo(run_path: Path, overwrite: bool = False, overrides: Sequence[str] =
         f"rsum  stage I {stage1['rsum']:.1f}   stage II {stage2['rsum']:.1f}   (chance ≈ 32, max 600)",
         f"report: {run.path / 'metrics.md'}   pictures: {run.path / 'examples.png'}, {run.path / 'curves.png'}",
         "This is the CPU-sized configuration; the paper-size model on the same data: "
-        "dpcnn train --config demo-full --run runs/demo-full",
+        "make train CONFIG=demo-full RUN=runs/demo-full",
     ])
