@@ -3,7 +3,7 @@
 Each mutant replaces one exact line fragment (it must occur exactly once in its file) in a
 temporary copy of the repository, runs the fast test files that cover it there, and counts as
 killed when they fail. A mutant that survives names a detail of the method that no test pins.
-Add a mutant whenever a bug is fixed. Not part of CI (about 4 minutes on 2 cores).
+Add a mutant whenever a bug is fixed. Not part of CI (4-6 minutes on 2 cores).
 
     python tools/mutants.py [--only NAME ...] [--list] [--keep]
 """
