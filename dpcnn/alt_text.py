@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dpcnn.data.images import find_images
 from dpcnn.errors import DataNotFoundError, SearchError
+from dpcnn.search import CACHE_DIR
 from dpcnn.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def read_image_list(images: str | os.PathLike) -> tuple[list[str], Path]:
     """Image paths from a folder or a CSV file, and the folder their feature cache goes to."""
     images = Path(images)
     if images.is_dir():
-        return find_images(images), images / ".dpcnn-cache"
+        return find_images(images), images / CACHE_DIR
     if not images.is_file():
         raise DataNotFoundError(f"--images {images}: no such folder or CSV file")
     with open(images, newline="", encoding="utf-8-sig") as f:
@@ -41,7 +42,7 @@ def read_image_list(images: str | os.PathLike) -> tuple[list[str], Path]:
     column = rows[0].index("path") if "path" in rows[0] else 0
     body = rows[1:] if rows[0][column].strip().lower() in ("path", "image", "file") else rows
     base = images.parent
-    return [str((base / r[column].strip()).resolve()) for r in body], base / ".dpcnn-cache"
+    return [str((base / r[column].strip()).resolve()) for r in body], base / CACHE_DIR
 
 
 def suggest(embedder, paths: list[str], cache_dir: Path, corpus, k: int = 3, progress: bool = True) -> list[dict]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dpcnn.config import resolve
+from dpcnn.report.markdown import PAPER_SIZE_COMMAND
 from dpcnn.run import Run
 from dpcnn.utils import atomic_write_json, read_json
 
@@ -54,6 +55,5 @@ def run_demo(run_path: Path, overwrite: bool = False, overrides: Sequence[str] =
         f"test split: {stage2['num_images']} unseen images x {stage2['num_captions']} captions",
         f"rsum  stage I {stage1['rsum']:.1f}   stage II {stage2['rsum']:.1f}   (chance ≈ 32, max 600)",
         f"report: {run.path / 'metrics.md'}   pictures: {run.path / 'examples.png'}, {run.path / 'curves.png'}",
-        "This is the CPU-sized configuration; the paper-size model on the same data: "
-        "make train CONFIG=demo-full RUN=runs/demo-full",
+        f"This is the CPU-sized configuration; the paper-size model on the same data: {PAPER_SIZE_COMMAND}",
     ])

@@ -153,7 +153,7 @@ def evaluate_run(run_path: str | Path, split: str = "test", protocols: Sequence[
     result["meta"] = {
         "stage": stage, "split": split,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "config": cfg.name, "dataset": cfg.data.dataset, "weights": f"stage{stage}/model.weights.h5",
+        "config": cfg.name, "dataset": cfg.data.dataset, "weights": run.weights_path(stage).relative_to(run.path).as_posix(),
         "test_features": {"image_mode": cfg.eval.image_mode, "flip": cfg.eval.flip, "all_shifts": cfg.eval.all_shifts},
         **({"skipped": skipped} if skipped else {}), **({"folds": folds} if folds else {}),
     }

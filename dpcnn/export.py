@@ -17,40 +17,21 @@ so ``features @ features.T`` is the cosine the paper ranks by. They load in Kera
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import os
 import shutil
 from pathlib import Path
 
 from dpcnn.errors import RunError
-from dpcnn.utils import atomic_write_json, atomic_write_text, read_json
+from dpcnn.run import CAPTIONS, CONFIG, VOCAB
+from dpcnn.utils import atomic_save, atomic_write_json, atomic_write_text, read_json, sha256_files
 
 log = logging.getLogger(__name__)
 
 IMAGE_MODEL, TEXT_MODEL = "image_features.keras", "text_features.keras"
-VOCAB, CAPTIONS, INFO, CONFIG, README = "vocab.json", "captions.txt", "export.json", "config.json", "README.md"
+INFO, README = "export.json", "README.md"  # and the run folder's VOCAB, CAPTIONS, CONFIG
 FORMAT = "dpcnn-export"
 VERSION = 1
-
-
-def _save_model(model, path: Path) -> None:
-    """``model.save`` to a temporary ``.keras`` file in the same folder, then rename (atomic)."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:20]
 
 
 def export_run(run_path: str | Path, out: str | Path, stage: int | None = None) -> str:
@@ -65,24 +46,25 @@ def export_run(run_path: str | Path, out: str | Path, stage: int | None = None) 
     embedder = run.embedder(stage)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _save_model(embedder.image_model, out / IMAGE_MODEL)
-    _save_model(embedder.text_model, out / TEXT_MODEL)
+    atomic_save(out / IMAGE_MODEL, embedder.image_model.save)
+    atomic_save(out / TEXT_MODEL, embedder.text_model.save)
     run.vocab.save(out / VOCAB)
-    captions = run.path / run.CAPTIONS
+    captions = run.path / CAPTIONS
     if captions.is_file():
         shutil.copyfile(captions, out / CAPTIONS)
     run.config.save(out / CONFIG)
-    cfg, info = run.config, run.inference_info
-    atomic_write_json(out / INFO, {
+    cfg, run_info = run.config, run.inference_info
+    info = {
         "format": FORMAT, "version": VERSION, "stage": stage, "run": str(run.path.resolve()), "config": cfg.name,
         "dataset": cfg.data.dataset, "embed_dim": embedder.dim, "max_len": embedder.max_len,
-        "vocab_size": len(run.vocab), "pixel_mean": info["pixel_mean"],
+        "vocab_size": len(run.vocab), "pixel_mean": run_info["pixel_mean"],
         "test_features": {"resize_shorter": cfg.data.resize_shorter, "resize_square": cfg.data.resize_square,
                           "image_mode": cfg.eval.image_mode, "flip": cfg.eval.flip, "all_shifts": cfg.eval.all_shifts},
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "digest": _digest(out / IMAGE_MODEL, out / TEXT_MODEL, out / VOCAB),
-    })
-    atomic_write_text(out / README, readme_text(read_json(out / INFO)))
+        "digest": sha256_files(out / IMAGE_MODEL, out / TEXT_MODEL, out / VOCAB)[:20],
+    }
+    atomic_write_json(out / INFO, info)
+    atomic_write_text(out / README, readme_text(info))
     files = [out / n for n in (IMAGE_MODEL, TEXT_MODEL, VOCAB, CAPTIONS, INFO, CONFIG, README) if (out / n).exists()]
     return f"exported stage {stage} of {run.path}:\n" + "\n".join(f"  {f}" for f in files)
 
@@ -147,8 +129,8 @@ def load_export(path: str | Path, batch_size: int = 32):
         raise RunError(f"{path / INFO} is not a dpcnn export of format version {VERSION}: export the run again")
     embedder = Embedder(keras.saving.load_model(str(path / IMAGE_MODEL), safe_mode=True),
                         keras.saving.load_model(str(path / TEXT_MODEL), safe_mode=True),
-                        Vocabulary.load(path / VOCAB), batch_size, identity=f"export-{info['digest']}")
-    embedder.captions_file = path / CAPTIONS if (path / CAPTIONS).is_file() else None
+                        Vocabulary.load(path / VOCAB), batch_size, identity=f"export-{info['digest']}",
+                        captions_file=path / CAPTIONS if (path / CAPTIONS).is_file() else None)
     return embedder
 
 
@@ -159,6 +141,9 @@ def load(path: str | os.PathLike, stage: int | None = None, batch_size: int = 32
     """
     if is_export(path):
         return load_export(path, batch_size)
+    if not Path(path).exists():
+        raise RunError(f"model folder {path} does not exist: give an export folder (`dpcnn export`) or a run folder "
+                       "(`dpcnn train`)")
     from dpcnn.run import Run
 
     return Run.open(path).embedder(stage)

@@ -26,7 +26,7 @@ import numpy as np
 
 from dpcnn.data.images import check_images, find_images
 from dpcnn.errors import SearchError
-from dpcnn.utils import atomic_write_bytes
+from dpcnn.utils import atomic_write_bytes, sha256_files
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,7 @@ class Corpus:
 
 
 def content_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_files(path)
 
 
 def _load_cache(path: Path) -> dict[str, np.ndarray | str]:
@@ -139,14 +135,15 @@ def folder_gallery(embedder, folder: str | os.PathLike, progress: bool = False) 
     return gallery
 
 
-def test_gallery(run, stage: int, progress: bool = False) -> Gallery:
-    """A run's test split (needs its prepared data: ``dpcnn prepare`` re-creates it from the dataset)."""
+def test_gallery(run, stage: int, progress: bool = False, embedder=None) -> Gallery:
+    """A run's test split (needs its prepared data: ``dpcnn prepare`` re-creates it from the dataset);
+    ``embedder``: the run's embedder of ``stage`` if the caller has it (else it is built on a cache miss)."""
     from dpcnn.data.prepare import ensure_prepared
 
     test = ensure_prepared(run.config, progress=progress, need=("test",)).splits["test"]
     if test.num_images == 0:
         raise SearchError(f"the prepared data of {run.path} has no test images: pass --gallery DIR")
-    images, _ = run.split_features(stage, test, "test", progress=progress)
+    images, _ = run.split_features(stage, test, "test", embedder=embedder, progress=progress)
     return Gallery([str(p) for p in test.paths], images, source=f"test split ({test.num_images} images)")
 
 
@@ -254,7 +251,7 @@ def search_command(model: str, text: str | None = None, image: str | None = None
             from dpcnn.run import Run
 
             run = Run.open(model)
-            g = test_gallery(run, run.resolve_stage(stage))
+            g = test_gallery(run, run.resolve_stage(stage), embedder=embedder)
         results = top(query, g.features, g.paths, k)
         if as_json:
             return json.dumps({"query": text, "gallery": g.source, "results": [{"score": s, "image": p} for s, p in results],

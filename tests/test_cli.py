@@ -86,7 +86,7 @@ def test_user_errors_of_every_command(capsys, argv, command, expected):
     assert expected in one_line_error(capsys, command)
 
 
-def test_a_run_folder_that_cannot_be_written_and_a_broken_config(own_data, tiny_run, tmp_path, capsys):
+def test_a_run_folder_that_cannot_be_written_and_a_broken_config(own_data, tmp_path, capsys):
     root, overrides, _, _ = own_data
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

@@ -9,18 +9,18 @@ killed mid-stage must resume from the last backup when the two commands are run 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from test_training import MIRRORED_TOLERANCE
+from test_training import MIRRORED_TOLERANCE, history
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -68,9 +68,8 @@ def wait(procs, timeout=600) -> list[int]:
 
 
 def losses(run: Path) -> list[dict]:
-    with open(run / "history.csv", newline="") as f:
-        return [{k: float(v) for k, v in r.items() if k in MIRRORED_TOLERANCE} | {"stage": r["stage"], "epoch": r["epoch"]}
-                for r in csv.DictReader(f)]
+    return [{k: float(v) for k, v in r.items() if k in MIRRORED_TOLERANCE} | {"stage": r["stage"], "epoch": r["epoch"]}
+            for r in history(run)]
 
 
 def test_two_workers_train_both_stages_like_one_process(tmp_path, data_root, tiny_data):
@@ -94,7 +93,7 @@ def test_two_workers_train_both_stages_like_one_process(tmp_path, data_root, tin
     for ra, rb in zip(a, b):
         for key, tol in MIRRORED_TOLERANCE.items():
             assert rb[key] == pytest.approx(ra[key], rel=tol), (key, ra, rb)
-    leftovers = [p for p in Path("/tmp").glob("dpcnn-worker-*") if p.stat().st_mtime > start]
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("dpcnn-worker-*") if p.stat().st_mtime > start]
     assert not leftovers  # the scratch folders are removed
 
 

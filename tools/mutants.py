@@ -156,8 +156,11 @@ MUTANTS = (
 )
 
 
-def run_one(m: Mutant, work: Path) -> tuple[bool, float, str]:
-    """Apply ``m`` in ``work``, run its tests, restore the file: (killed, seconds, last output line)."""
+def run_one(m: Mutant, work: Path) -> tuple[str, float, str]:
+    """Apply ``m`` in ``work``, run its tests, restore the file: (outcome, seconds, last output line).
+
+    outcome: ``killed`` (a test failed: pytest exit 1), ``SURVIVED`` (exit 0) or ``BROKEN`` (any other
+    exit: the mutated code or the tests could not be collected, which proves nothing)."""
     path = work / m.file
     source = path.read_text()
     if source.count(m.original) != 1:
@@ -171,7 +174,8 @@ def run_one(m: Mutant, work: Path) -> tuple[bool, float, str]:
     finally:
         path.write_text(source)
     tail = (done.stdout.strip().splitlines() or [""])[-1]
-    return done.returncode != 0, time.time() - start, tail
+    outcome = {0: "SURVIVED", 1: "killed"}.get(done.returncode, "BROKEN")
+    return outcome, time.time() - start, tail
 
 
 def main() -> int:
@@ -190,19 +194,21 @@ def main() -> int:
     shutil.copytree(REPO / "tests", work / "tests")
     for name in ("setup.cfg", "pyproject.toml"):
         shutil.copy(REPO / name, work / name)
-    start, survivors = time.time(), []
+    start, survivors, broken = time.time(), [], []
     print(f"{len(chosen)} mutants, in {work}")
     for m in chosen:
-        killed, seconds, tail = run_one(m, work)
-        print(f"  {'killed  ' if killed else 'SURVIVED'} {m.name:40s} {seconds:6.1f} s  {tail[:60]}", flush=True)
-        if not killed:
-            survivors.append(m)
-    print(f"{len(chosen) - len(survivors)} of {len(chosen)} killed in {(time.time() - start) / 60:.1f} min")
+        outcome, seconds, tail = run_one(m, work)
+        print(f"  {outcome:8s} {m.name:40s} {seconds:6.1f} s  {tail[:60]}", flush=True)
+        {"SURVIVED": survivors, "BROKEN": broken}.get(outcome, []).append(m)
+    killed = len(chosen) - len(survivors) - len(broken)
+    print(f"{killed} of {len(chosen)} killed in {(time.time() - start) / 60:.1f} min")
     for m in survivors:
         print(f"survivor: {m.name} ({m.file}): no fast test pins that {m.detail}")
+    for m in broken:
+        print(f"broken: {m.name} ({m.file}): its tests did not run (a collection or usage error); fix the mutant")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    return 1 if survivors else 0
+    return 1 if survivors or broken else 0
 
 
 if __name__ == "__main__":

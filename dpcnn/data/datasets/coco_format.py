@@ -10,6 +10,7 @@ most 1,000, at least 1; the numbers are logged).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,15 @@ from dpcnn.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+_KIND = {"coco-format": "a COCO-format captions file", "csv": "a CSV of image,caption rows"}
+
+
 def _files(data: DataConfig) -> dict[str, Path]:
     """{split: captions file} for the files given (train always)."""
     if not data.annotations:
-        raise ConfigError("data.dataset=coco-format needs data.annotations=PATH (a COCO-format captions "
-                          "file: the training file, or the only one) and data.images=FOLDER")
+        raise ConfigError(f"data.dataset={data.dataset} needs data.annotations=PATH "
+                          f"({_KIND.get(data.dataset, _KIND['coco-format'])}: the training file, or the only one) "
+                          "and data.images=FOLDER")
     given = {"train": data.annotations, "val": data.val_annotations, "test": data.test_annotations}
     return {split: Path(path) for split, path in given.items() if path}
 
@@ -62,16 +67,27 @@ def read(data: DataConfig, exclusions: Exclusions) -> list[ImageRecord]:
 
 def read_own_files(data: DataConfig, exclusions: Exclusions, train_obj: Any = None) -> list[ImageRecord]:
     """:func:`read`; ``train_obj``: the training file already parsed (``dataset=coco`` detected it)."""
+
+    def read_one(split: str, path: Path, images: Path) -> list[ImageRecord]:
+        obj = train_obj if split == "train" and train_obj is not None else load_json(path, "COCO-format captions file")
+        return coco_records_from_dict(obj, path, images, split, exclusions)
+
+    return read_split_files(data, read_one, "COCO-format captions file", "the 'file_name' entries of")
+
+
+def read_split_files(data: DataConfig, read_one: Callable[[str, Path, Path], list[ImageRecord]], what: str,
+                     names: str) -> list[ImageRecord]:
+    """A user's own files in any format: ``read_one(split, file, image folder)`` reads each given
+    file; then val/test are held out of the training file where no file gives them. ``what`` names
+    a file, ``names`` the entries that are relative to ``data.images`` (for the messages)."""
     files = _files(data)
     if not data.images:
-        raise ConfigError("data.images=FOLDER is needed: the folder that the 'file_name' entries of "
-                          f"{data.annotations} are relative to")
+        raise ConfigError(f"data.images=FOLDER is needed: the folder that {names} {data.annotations} are relative to")
     images = require(Path(data.images), "image folder", "data.images=FOLDER", "Check the path")
-    per_split: dict[str, list[ImageRecord]] = {}
+    per_split = {}
     for split, path in files.items():
-        require(path, f"COCO-format captions file for {split}", f"{_setting(split)}=PATH", "Check the path")
-        obj = train_obj if split == "train" and train_obj is not None else load_json(path, "COCO-format captions file")
-        per_split[split] = coco_records_from_dict(obj, path, images, split, exclusions)
+        require(path, f"{what} for {split}", f"{_setting(split)}=PATH", "Check the path")
+        per_split[split] = read_one(split, path, images)
     per_split = _namespace_colliding_ids(per_split)
     records = [r for split in SPLITS for r in per_split.get(split, [])]
     held_out = _held_out(data)

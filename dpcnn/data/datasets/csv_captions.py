@@ -15,11 +15,11 @@ from pathlib import Path
 
 from dpcnn.config import DataConfig
 from dpcnn.data.datasets import DatasetSpec
-from dpcnn.data.datasets.coco_format import _files, _held_out, _hold_out, _setting
+from dpcnn.data.datasets.coco_format import read_split_files
 from dpcnn.data.datasets.coco_format import sources as coco_format_sources
-from dpcnn.data.files import abs_path, require
-from dpcnn.data.manifest import SPLITS, Exclusions, ImageRecord
-from dpcnn.errors import ConfigError, DataError
+from dpcnn.data.files import abs_path
+from dpcnn.data.manifest import Exclusions, ImageRecord
+from dpcnn.errors import DataError
 
 IMAGE_COLUMNS, CAPTION_COLUMNS = ("image", "file_name", "filename", "path"), ("caption", "text")
 
@@ -53,16 +53,9 @@ def read_csv(path: Path, images: Path, split: str, exclusions: Exclusions) -> li
 
 
 def read(data: DataConfig, exclusions: Exclusions) -> list[ImageRecord]:
-    if not data.images:
-        raise ConfigError("data.images=FOLDER is needed: the folder that the CSV's image names are relative to")
-    images = require(Path(data.images), "image folder", "data.images=FOLDER", "Check the path")
-    records = []
-    for split, path in _files(data).items():
-        require(path, f"captions CSV for {split}", f"{_setting(split)}=PATH", "Check the path")
-        records += read_csv(path, images, split, exclusions)
-    records.sort(key=lambda r: SPLITS.index(r.split))
-    held_out = _held_out(data)
-    return _hold_out(records, data, held_out, Path(data.annotations)) if held_out else records
+    """The records of the given CSV files, with val/test held out where no file gives them."""
+    return read_split_files(data, lambda split, path, images: read_csv(path, images, split, exclusions),
+                            "captions CSV", "the image names of")
 
 
 SPEC = DatasetSpec(name="csv", title="your own captions as a CSV file (image,caption rows)", read=read,
