@@ -10,6 +10,7 @@ CONFIG  ?= demo
 RUN     ?= runs/$(CONFIG)
 DATASET ?= coco
 ROOT    ?= data
+DELETE_ARCHIVES ?=
 TEXT    ?= a red circle to the left of a blue square
 K       ?= 5
 SET     ?=
@@ -26,11 +27,10 @@ EVAL_ARGS := --split $(SPLIT) $(if $(strip $(PROTOCOL)),--protocol $(PROTOCOL),)
 PYENV_ROOT   ?= $(HOME)/.pyenv
 VENV_COLAB   ?= .venv-colab
 COLAB_PINS   := constraints/colab.txt
-ifndef PYTHON_COLAB
-PYTHON_COLAB := $(or $(shell ls -d $(PYENV_ROOT)/versions/3.13*/bin/python3.13 2>/dev/null | grep -v 't/bin/' | sort -V | tail -n 1),$(shell pyenv which python3.13 2>/dev/null),$(shell command -v python3.13 2>/dev/null))
-endif
+# `?=` is expanded only where a Colab target uses it; grep -v drops free-threaded builds (3.13.0t/bin/).
+PYTHON_COLAB ?= $(or $(shell ls -d $(PYENV_ROOT)/versions/3.13*/bin/python3.13 2>/dev/null | grep -v 't/bin/' | sort -V | tail -n 1),$(shell pyenv which python3.13 2>/dev/null),$(shell command -v python3.13 2>/dev/null))
 
-.PHONY: setup dev demo test dev-colab test-colab data prepare train eval search export alt-text notebooks bench mutants lint clean
+.PHONY: setup dev demo test dev-colab test-colab data prepare train eval search export alt-text notebooks bench rehearse mutants lint clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,8 +64,8 @@ dev-colab: $(VENV_COLAB)/.installed  ## .venv-colab: Python 3.13 + dpcnn[dev] un
 test-colab: dev-colab              ## the whole suite on the Colab stack (.venv-colab)
 	$(VENV_COLAB)/bin/python -m pytest
 
-data: setup                        ## fetch a public dataset: make data DATASET=coco|flickr30k-splits|karpathy-splits|word2vec
-	$(DPCNN) download $(DATASET) --root $(ROOT)
+data: setup                        ## fetch a public dataset: make data DATASET=coco|flickr30k-splits|karpathy-splits|word2vec [DELETE_ARCHIVES=1]
+	$(DPCNN) download $(DATASET) --root $(ROOT) $(if $(filter 1,$(DELETE_ARCHIVES)),--delete-archives,)
 
 prepare: setup                     ## validate data and build the caches: make prepare CONFIG=coco
 	$(DPCNN) prepare --config $(CONFIG) $(SET_ARGS)
@@ -90,6 +90,9 @@ notebooks: dev                     ## execute the five notebooks (outputs are no
 
 bench: dev                         ## speed and memory ratios against same-run baselines
 	$(BIN)/python benchmarks/run_all.py
+
+rehearse: setup                    ## a real-size run's path on generated data, each step measured -> /tmp/dpcnn-rehearsal/rehearsal.md
+	$(BIN)/python benchmarks/rehearse.py
 
 mutants: dev                       ## single-line mutations of the paper's core: every one must make a fast test fail
 	$(BIN)/python tools/mutants.py

@@ -111,7 +111,7 @@ def cmd_download(args) -> int:
     if download.is_manual(args.name):
         print(download.manual_instructions(args.name, root=args.root))
         return 0
-    for path in download.download(args.name, Path(args.root)):
+    for path in download.download(args.name, Path(args.root), delete_archives=args.delete_archives):
         print(path)
     return 0
 
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="fetch public data with checksums (or print the manual steps)")
     p.add_argument("name", help="coco | karpathy-splits | flickr30k-splits | word2vec | flickr30k | cuhk-pedes")
     p.add_argument("--root", default="data")
+    p.add_argument("--delete-archives", action="store_true",
+                   help="delete each archive (zip, tar) once it is verified and extracted; a later run skips it "
+                        "while the extracted files are there (COCO: 20.4 GB of zips not kept)")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("config", help="print the resolved configuration (or every key with --keys)")

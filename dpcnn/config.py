@@ -78,7 +78,8 @@ class DataConfig:
     image_size: int = 224
     """Side of the square training crop (PAPER_SPEC §1)."""
     resize_shorter: int = 256
-    """Pre-resize: shorter side in pixels for evaluation images and the pixel mean (0 = keep)."""
+    """Pre-resize: shorter side in pixels of evaluation images (0 = keep); the pixel mean is taken
+    over the full-size decoded training images (docs/fidelity.md #9)."""
     resize_square: bool = False
     """Pre-resize to resize_shorter × resize_shorter, aspect not kept (CUHK-PEDES): at evaluation,
     and in training the crop is drawn in that squashed frame (``resize_image.m``)."""
@@ -191,8 +192,11 @@ class TrainConfig:
     jit_compile: str = "false"
     """XLA for the training step: true | false | auto (on a GPU or TPU)."""
     seed: int = 0
-    backup_every: int = 200
-    """Steps between mid-stage backups."""
+    backup_every: int = 0
+    """Steps between mid-stage backups (0 = by the clock only)."""
+    backup_minutes: float = 20.0
+    """Wall-clock minutes between mid-stage backups (0 = by steps only, and at every epoch end).
+    With a clock, an epoch end writes a backup only when the clock is due (README "Long runs")."""
     validate_every: int = 1
     """Epochs between validation retrieval measurements (0 = never)."""
     val_images: int = 1000
@@ -220,7 +224,7 @@ SECTIONS = {"data": DataConfig, "synthetic": SyntheticConfig, "model": ModelConf
             "eval": EvalConfig}
 
 ENVIRONMENT_KEYS = ("train.strategy", "train.tpu", "train.mixed_precision", "train.jit_compile",
-                    "train.backup_every", "train.validate_every", "eval.batch_size")
+                    "train.backup_every", "train.backup_minutes", "train.validate_every", "eval.batch_size")
 """Keys that say where and how a run executes, not what it computes: a resumed run may change them."""
 
 
@@ -506,7 +510,9 @@ def validate(cfg: Config) -> None:
     need(t.stage1_loss_weights[0] == 0, "train.stage1_loss_weights: the rank weight must be 0 (stage I has no negatives)")
     need(t.negative_pool >= 1, f"train.negative_pool must be ≥ 1, got {t.negative_pool}")
     need(t.margin >= 0, f"train.margin must be ≥ 0, got {t.margin}")
-    need(t.backup_every >= 1, f"train.backup_every must be ≥ 1, got {t.backup_every}")
+    need(t.backup_every >= 0 and t.backup_minutes >= 0 and (t.backup_every > 0 or t.backup_minutes > 0),
+         f"train.backup_every (steps) and train.backup_minutes must be ≥ 0 and not both 0, got {t.backup_every} "
+         f"and {t.backup_minutes}")
     need(all(p in PROTOCOLS for p in e.protocols) and len(e.protocols) > 0,
          f"eval.protocols must be a non-empty list from {PROTOCOLS}, got {e.protocols}")
     need(s.num_train >= 2 and s.num_val >= 1 and s.num_test >= 1, "synthetic.num_train ≥ 2, num_val ≥ 1, num_test ≥ 1")

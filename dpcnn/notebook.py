@@ -7,8 +7,9 @@
 
 :func:`setup` picks the preset (``DPCNN_NOTEBOOK_PRESET`` overrides it: the test suite runs the
 notebooks on ``tiny``), the data root and the runs folder (``DPCNN_DATA_ROOT``, ``DPCNN_RUNS``
-override them; with ``drive=True`` on Colab they live on Google Drive, which survives a
-disconnect), moves to the repository root when the kernel starts in ``notebooks/`` of a checkout,
+override them; with ``drive=True`` on Colab the runs live on Google Drive, which survives a
+disconnect, and so does the data of the synthetic presets, while a real dataset stays on the VM's
+local disk), moves to the repository root when the kernel starts in ``notebooks/`` of a checkout,
 quiets TensorFlow's C++ log and tqdm's widget warning, and prints one line: version, Colab or not,
 preset, device, data root and run folder. ``train.mixed_precision`` is ``auto`` in every preset,
 so training uses mixed precision exactly when a GPU is present.
@@ -99,8 +100,9 @@ def _checkout_root(cwd: Path) -> Path | None:
     return None
 
 
-def _folders(drive: bool, colab: bool) -> tuple[Path, Path]:
-    """(data root, runs folder): the environment variables, else Drive (``drive`` on Colab), else local."""
+def _folders(drive: bool, colab: bool, data_on_drive: bool) -> tuple[Path, Path]:
+    """(data root, runs folder): the environment variables, else Drive (``drive`` on Colab: the runs,
+    and the data where ``data_on_drive``), else local."""
     data_env, runs_env = os.environ.get(DATA_VARIABLE), os.environ.get(RUNS_VARIABLE)
     data, runs = LOCAL_DATA, LOCAL_RUNS
     if drive and not colab:
@@ -109,7 +111,12 @@ def _folders(drive: bool, colab: bool) -> tuple[Path, Path]:
         from google.colab import drive as google_drive  # only importable on Colab
 
         google_drive.mount(str(DRIVE_MOUNT))
-        data, runs = DRIVE_FOLDER / "data", DRIVE_FOLDER / "runs"
+        runs = DRIVE_FOLDER / "runs"
+        if data_on_drive:
+            data = DRIVE_FOLDER / "data"
+        elif not data_env:
+            print(f"data on the VM's local disk ({LOCAL_DATA}/, fetched again in each session: `dpcnn download … "
+                  "--delete-archives`), runs on Drive; setup(..., data_on_drive=True) keeps the data on Drive")
     return Path(data_env) if data_env else data, Path(runs_env) if runs_env else runs
 
 
@@ -148,13 +155,18 @@ def _show_library_log() -> None:
     logging.getLogger("dpcnn.data").setLevel(logging.WARNING)  # the notebooks print the data report themselves
 
 
-def setup(preset: str = "demo", drive: bool = False) -> Setup:
+def setup(preset: str = "demo", drive: bool = False, data_on_drive: bool | None = None) -> Setup:
     """Prepare the notebook session and say where everything goes (module docstring).
 
     preset: the notebook's preset (``DPCNN_NOTEBOOK_PRESET`` overrides it).
-    drive: on Colab, keep the data and the runs in ``MyDrive/dpcnn`` on Google Drive (mounted
-        here, it asks for permission once); elsewhere a printed note and the local folders.
-        ``DPCNN_DATA_ROOT`` / ``DPCNN_RUNS`` override both.
+    drive: on Colab, keep the runs in ``MyDrive/dpcnn/runs`` on Google Drive (mounted here, it asks
+        for permission once), where they survive a disconnect; elsewhere a printed note and the
+        local folders. ``DPCNN_DATA_ROOT`` / ``DPCNN_RUNS`` override both folders.
+    data_on_drive: with ``drive``, the data root on Drive too (``MyDrive/dpcnn/data``). Default:
+        yes for the synthetic presets (megabytes), no for the real datasets (``coco``, ``flickr30k``,
+        ``cuhk-pedes`` …): their data stays on the VM's local disk, as README "Colab" explains —
+        COCO is 20.4 GB of archives plus as much extracted, over the 15 GB of a free Drive, and
+        reading 123,287 small files through the Drive mount is slow.
     """
     import dpcnn
 
@@ -165,7 +177,11 @@ def setup(preset: str = "demo", drive: bool = False) -> Setup:
     if root is not None:
         os.chdir(root)  # paths are relative to the repository root, as for the `dpcnn` command
     preset = os.environ.get(PRESET_VARIABLE) or preset
-    data_root, runs = _folders(drive, colab)
+    if data_on_drive is None:
+        from dpcnn.config import resolve
+
+        data_on_drive = resolve(preset, []).data.dataset == "synthetic"
+    data_root, runs = _folders(drive, colab, data_on_drive)
     nb = Setup(preset=preset, data_root=data_root, runs=runs, run=runs / preset,
                overrides=[f"data.root={data_root}"], in_colab=colab)
     cfg = nb.config()  # an unknown preset stops here, with the list of presets
@@ -190,7 +206,9 @@ def tensorboard(run: str | os.PathLike) -> None:
     """``%tensorboard --logdir RUN/tb`` in an interactive Jupyter or Colab session; otherwise one
     printed line (with the command to start it by hand). Not started when ``DPCNN_NOTEBOOK_PRESET``
     is set (the test suite)."""
-    logdir = Path(run) / "tb"
+    from dpcnn.run import Run
+
+    logdir = Run(run).tensorboard_dir
     by_hand = f"`tensorboard --logdir {logdir}` in a terminal"
     shell = _interactive_shell()
     if os.environ.get(PRESET_VARIABLE):

@@ -63,7 +63,7 @@ def _cpu_train(**kw) -> TrainConfig:
     base = TrainConfig(
         batch_size=32, stage1_schedule=((150, 1.0),), stage2_schedule=((50, 1.0), (10, 0.1)),
         stage1_multipliers=CPU_STAGE1, stage2_multipliers=CPU_STAGE2, stage2_backbone_bn_momentum=0.95,
-        negative_pool=64, backup_every=100, validate_every=10, val_images=100,
+        negative_pool=64, backup_every=100, backup_minutes=0.0, validate_every=10, val_images=100,
     )
     return replace(base, **kw)
 
@@ -98,7 +98,7 @@ DEMO_FULL = Config(
     synthetic=SyntheticConfig(image_size=256, num_train=4000, num_val=500, num_test=500, word_dim=300),
     model=ModelConfig(image_weights="none", dropout=0.2),
     train=_cpu_train(stage1_schedule=((60, 1.0),), stage2_schedule=((30, 1.0), (10, 0.1)), negative_pool=256,
-                     backup_every=500, validate_every=5, val_images=500),
+                     backup_every=0, backup_minutes=20.0, validate_every=5, val_images=500),
     eval=EvalConfig(flip=False),
 )
 
@@ -153,6 +153,7 @@ def tiny_variant(cfg: Config) -> Config:
                       stage1_schedule=((1, cfg.train.stage1_schedule[0][1]),),
                       stage2_schedule=((1, cfg.train.stage2_schedule[0][1]),),
                       negative_pool=t.train.negative_pool, backup_every=t.train.backup_every,
+                      backup_minutes=t.train.backup_minutes,
                       validate_every=1, val_images=t.train.val_images),
         eval=replace(cfg.eval, batch_size=t.eval.batch_size),
     )

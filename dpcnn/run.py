@@ -1,6 +1,7 @@
 """A run folder and everything that reads it (DESIGN §1): layout, config, stages, models, features.
 
     DIR/config.json  env.json  data_report.json  history.csv  tb/  backup/stage{1,2}/
+    DIR/train.lock                          while `dpcnn train` runs (dpcnn.run_lock)
     DIR/vocab.json  inference.json          what inference needs: the run works without its data
     DIR/captions.txt                        the training captions (the default caption corpus)
     DIR/stage1/  stage2/                    model.weights.h5 (the end of the stage) + done.json
@@ -13,6 +14,7 @@ the notebooks start from :meth:`Run.open`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import io
@@ -30,6 +32,7 @@ import numpy as np
 
 from dpcnn.config import ENVIRONMENT_KEYS, Config, differences
 from dpcnn.errors import RunError
+from dpcnn.run_lock import LOCK
 from dpcnn.utils import atomic_write_bytes, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -37,13 +40,11 @@ log = logging.getLogger(__name__)
 CONFIG, ENV, DATA_REPORT, HISTORY = "config.json", "env.json", "data_report.json", "history.csv"
 VOCAB, INFERENCE, CAPTIONS = "vocab.json", "inference.json", "captions.txt"
 WEIGHTS, DONE, LAST_GOOD = "model.weights.h5", "done.json", "last_good.weights.h5"
-CURVES = "curves.png"
+CURVES, TENSORBOARD = "curves.png", "tb"
 
 
 class Run:
     """One run folder. Cheap to create; files are read when asked for."""
-
-    CAPTIONS = CAPTIONS
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -78,10 +79,11 @@ class Run:
         if not write:  # a non-chief worker: the chief checks and writes the folder
             run.__dict__["config"] = cfg
             return run
-        if run.path.exists() and any(run.path.iterdir()):
+        contents = [c for c in run.path.iterdir() if c.name != LOCK] if run.path.exists() else []
+        if contents:
             if overwrite:
                 log.warning("--overwrite: deleting the previous contents of %s", run.path)
-                for child in run.path.iterdir():
+                for child in contents:
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
             elif (run.path / CONFIG).is_file():
                 run._check_resumable(cfg, stages)
@@ -116,6 +118,10 @@ class Run:
 
     def backup_dir(self, stage: int) -> Path:
         return self.path / "backup" / f"stage{stage}"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD
 
     def results_dir(self, stage: int) -> Path:
         """Where a stage's eval files go: the run folder for stage II, ``stage1/`` for stage I."""
@@ -175,12 +181,13 @@ class Run:
         return Vocabulary.load(self.path / VOCAB)
 
     def build_model(self):
-        """The run's DualPath with fresh weights, float32 (built without the training data)."""
+        """The run's DualPath, float32, built without the training data and without reading the
+        ImageNet (or any) backbone weights: :meth:`model` overwrites every weight anyway."""
         from dpcnn.model.dual_path import build_dual_path
 
         info = self.inference_info
-        return build_dual_path(self.config, info["num_classes"], info["vocab_size"], info["word_dim"],
-                               info["pixel_mean"])
+        cfg = dataclasses.replace(self.config, model=dataclasses.replace(self.config.model, image_weights="none"))
+        return build_dual_path(cfg, info["num_classes"], info["vocab_size"], info["word_dim"], info["pixel_mean"])
 
     def model(self, stage: int | None = None):
         """The DualPath with the weights at the end of ``stage`` (default: the last finished one)."""

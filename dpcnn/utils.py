@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,48 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def atomic_save(path: str | Path, save: Callable[[str], Any]) -> None:
+    """``save(tmp)`` (e.g. a Keras ``save`` / ``save_weights``) to a temporary file beside ``path``
+    with the same suffix (Keras reads the format from it), then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        save(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def discard_file(path: str | Path) -> None:
+    """Delete ``path``, truncating it to 0 bytes first.
+
+    On a Google Drive mount (Colab) a deleted file goes to Drive's trash and counts against the
+    storage quota for 30 days; truncated first, the trashed copy is empty (the pattern of
+    so-vits-svc-fork pull request 581). Elsewhere it is a plain delete. A missing file is no error.
+    """
+    path = Path(path)
+    if path.is_symlink():  # a link: remove the link, never empty what it points to
+        path.unlink()
+        return
+    try:
+        with open(path, "r+b") as f:
+            f.truncate(0)
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+    path.unlink(missing_ok=True)
+
+
+def sha256_files(*paths: str | Path) -> str:
+    """Hex sha256 of the files' contents, one after the other, streamed."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def read_json(path: str | Path) -> Any:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import random
 import re
 import socket
@@ -26,6 +27,7 @@ import pytest
 
 from dpcnn.data import download as dl
 from dpcnn.errors import DownloadError, UserError
+from dpcnn.utils import discard_file
 
 DATA = random.Random(0).randbytes(300_000)
 
@@ -307,6 +309,147 @@ def test_extract_refuses_tar_hard_links_and_special_files(tmp_path, kind):
     with pytest.raises(dl.UnsafeArchiveError, match="'odd' is a link or special file"):
         dl.safe_extract(archive, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+# --- --delete-archives ---
+
+
+_PACK = [("pack/a.txt", b"alpha"), ("pack/sub/b.txt", b"beta")]
+
+
+def _archive_item(server, tmp_path, monkeypatch, entries=_PACK, published=True,
+                  expect=("x/pack/a.txt", "x/pack/sub/b.txt")) -> bytes:
+    """Registry item "t": a.zip (extracted into x/) and f.bin (not an archive); returns the zip's bytes."""
+    archive = _zip(tmp_path / "a.zip", entries).read_bytes()
+    url = server.add("/a.zip", archive)
+    source = dl.Source(url, sha256=_sha256(archive), size=len(archive)) if published else dl.Source(url)
+    _install(monkeypatch, dl.RemoteFile("a.zip", (source,), subdir="x", extract=True, expect=expect),
+             _plain(dl.Source(server.add("/f.bin", DATA), sha256=_sha256(DATA))))
+    return archive
+
+
+def _stamp_of(root: Path) -> dict:
+    return json.loads((root / "x/.a.zip.verified.json").read_text())
+
+
+def test_delete_archives_deletes_the_zip_after_extraction_and_a_second_run_fetches_nothing(
+        server, tmp_path, monkeypatch, caplog):
+    archive = _archive_item(server, tmp_path, monkeypatch)
+    root = tmp_path / "data"
+    discarded = []
+    monkeypatch.setattr(dl, "discard_file", lambda p: (discarded.append(p), discard_file(p)))
+    caplog.set_level(logging.INFO)
+    expected = [root / "x/pack/a.txt", root / "x/pack/sub/b.txt", root / "d/f.bin"]
+    assert dl.download("t", root, progress=False, delete_archives=True) == expected
+    assert discarded == [root / "x/a.zip"]  # through discard_file (truncated first), and only the zip
+    assert not (root / "x/a.zip").exists()
+    assert (root / "x/pack/a.txt").read_bytes() == b"alpha" and (root / "x/pack/sub/b.txt").read_bytes() == b"beta"
+    assert (root / "d/f.bin").read_bytes() == DATA  # not an archive: kept
+    stamp = _stamp_of(root)
+    assert (stamp["extracted"], stamp["deleted"], stamp["digests"]) == (True, True, {"sha256": _sha256(archive)})
+    assert f"deleted {len(archive)} bytes of archives" in caplog.text
+    assert sorted(r["path"] for r in server.requests) == ["/a.zip", "/f.bin"]
+
+    caplog.clear()
+    monkeypatch.setattr(dl, "_digest", lambda *a: pytest.fail("hashed again"))
+    assert dl.download("t", root, progress=False, delete_archives=True) == expected
+    assert len(server.requests) == 2 and discarded == [root / "x/a.zip"]
+    assert "already present and verified (archive deleted after extraction), skipping" in caplog.text
+    assert "deleted 0 bytes of archives" in caplog.text
+    assert _stamp_of(root) == stamp
+
+
+def test_a_deleted_archive_whose_extracted_files_are_gone_is_downloaded_again(server, tmp_path, monkeypatch, caplog):
+    archive = _archive_item(server, tmp_path, monkeypatch)
+    root = tmp_path / "data"
+    dl.download("t", root, progress=False, delete_archives=True)
+    (root / "x/pack/sub/b.txt").unlink()
+    caplog.set_level(logging.INFO)
+    dl.download("t", root, progress=False)  # without the flag: extracted again, the zip now kept
+    assert [r["path"] for r in server.requests].count("/a.zip") == 2
+    assert f"{root / 'x/a.zip'} was deleted after extraction and {root / 'x/pack/sub/b.txt'} is missing" in caplog.text
+    assert (root / "x/pack/sub/b.txt").read_bytes() == b"beta" and (root / "x/a.zip").read_bytes() == archive
+    assert (_stamp_of(root)["extracted"], _stamp_of(root)["deleted"]) == (True, False)
+
+
+def test_delete_archives_through_the_command_line(server, tmp_path, monkeypatch, capsys):
+    from dpcnn.cli import main
+
+    archive = _archive_item(server, tmp_path, monkeypatch)
+    root = tmp_path / "data"
+    argv = ["download", "t", "--root", str(root), "--delete-archives"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [str(root / "x/pack/a.txt"), str(root / "x/pack/sub/b.txt"), str(root / "d/f.bin")]
+    assert f"deleted {len(archive)} bytes of archives" in err
+    assert not (root / "x/a.zip").exists() and (root / "x/pack/a.txt").read_bytes() == b"alpha"
+    assert _stamp_of(root)["deleted"] is True
+    requests_made = len(server.requests)
+    assert main(argv) == 0
+    assert "deleted 0 bytes of archives" in capsys.readouterr().err
+    assert len(server.requests) == requests_made == 2
+
+
+def test_an_emptied_archive_left_by_an_interrupted_delete_is_never_used(server, tmp_path, monkeypatch):
+    _archive_item(server, tmp_path, monkeypatch)
+    root = tmp_path / "data"
+    dl.download("t", root, progress=False, delete_archives=True)
+    (root / "x/a.zip").write_bytes(b"")  # interrupted between the truncation and the unlink
+    dl.download("t", root, progress=False)  # the stamp says extracted and deleted: skipped
+    assert len(server.requests) == 2
+    (root / "x/pack/a.txt").unlink()
+    dl.download("t", root, progress=False)  # fetched again, not the empty file extracted
+    assert [r["path"] for r in server.requests].count("/a.zip") == 2
+    assert (root / "x/pack/a.txt").read_bytes() == b"alpha"
+
+
+@pytest.mark.parametrize("failure", ["unsafe member", "expected path missing"])
+def test_delete_archives_keeps_an_archive_whose_extraction_failed(server, tmp_path, monkeypatch, failure):
+    if failure == "unsafe member":
+        archive = _archive_item(server, tmp_path, monkeypatch, entries=[*_PACK, ("a/../../evil.txt", b"evil")])
+        error = dl.UnsafeArchiveError
+    else:
+        archive = _archive_item(server, tmp_path, monkeypatch, expect=("x/pack/missing.txt",))
+        error = DownloadError
+    root = tmp_path / "data"
+    with pytest.raises(error):
+        dl.download("t", root, progress=False, delete_archives=True)
+    assert (root / "x/a.zip").read_bytes() == archive
+    assert (_stamp_of(root)["extracted"], _stamp_of(root)["deleted"]) == (False, False)
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_without_the_flag_the_archive_stays_and_a_later_run_with_it_deletes_it(server, tmp_path, monkeypatch, caplog):
+    archive = _archive_item(server, tmp_path, monkeypatch)
+    root = tmp_path / "data"
+    caplog.set_level(logging.INFO)
+    dl.download("t", root, progress=False)
+    assert (root / "x/a.zip").read_bytes() == archive and (root / "x/pack/a.txt").exists()
+    assert (_stamp_of(root)["extracted"], _stamp_of(root)["deleted"]) == (True, False)
+    assert "bytes of archives" not in caplog.text
+
+    dl.download("t", root, progress=False, delete_archives=True)  # verified by its stamp, not fetched
+    assert len(server.requests) == 2 and not (root / "x/a.zip").exists()
+    assert f"deleted {len(archive)} bytes of archives" in caplog.text and _stamp_of(root)["deleted"] is True
+
+
+def test_delete_archives_keeps_an_archive_without_a_published_checksum(server, tmp_path, monkeypatch, caplog):
+    archive = _archive_item(server, tmp_path, monkeypatch, published=False)
+    root = tmp_path / "data"
+    caplog.set_level(logging.INFO)
+    dl.download("t", root, progress=False, delete_archives=True)
+    assert (root / "x/a.zip").read_bytes() == archive and (root / "x/pack/a.txt").exists()
+    assert "it has no published checksum" in caplog.text and "deleted 0 bytes of archives" in caplog.text
+
+
+def test_discard_file_truncates_the_file_before_it_removes_it(tmp_path):
+    path, other_name = tmp_path / "a.zip", tmp_path / "hard-link"
+    path.write_bytes(b"x" * 1000)
+    os.link(path, other_name)  # a second name of the same file, as Drive's trash keeps one
+    discard_file(path)
+    assert not path.exists()
+    assert other_name.stat().st_size == 0  # emptied before the name was removed
+    discard_file(tmp_path / "missing")  # no error
 
 
 # --- names ---

@@ -242,13 +242,18 @@ def test_drive_switch_on_colab_mounts_drive(clean_env, monkeypatch):
     assert nb.run == Path("/content/drive/MyDrive/dpcnn/runs/demo")
     assert nb.overrides == ["data.root=/content/drive/MyDrive/dpcnn/data"]
 
+    nb = notebook.setup(preset="coco", drive=True)  # a real dataset: data on the VM's disk, runs on Drive
+    assert (nb.data_root, nb.run) == (Path("data"), Path("/content/drive/MyDrive/dpcnn/runs/coco"))
+    nb = notebook.setup(preset="coco", drive=True, data_on_drive=True)
+    assert nb.data_root == Path("/content/drive/MyDrive/dpcnn/data")
+
     nb = notebook.setup(drive=False)  # Colab without Drive: /content, wiped by a disconnect
-    assert (nb.data_root, nb.runs, len(mounted)) == (Path("data"), Path("runs/notebooks"), 1)
+    assert (nb.data_root, nb.runs, len(mounted)) == (Path("data"), Path("runs/notebooks"), 3)
 
     monkeypatch.setenv("DPCNN_DATA_ROOT", str(clean_env / "d"))
     monkeypatch.setenv("DPCNN_RUNS", str(clean_env / "r"))
     nb = notebook.setup(drive=True)  # the environment wins: nothing to mount
-    assert (nb.data_root, nb.runs, len(mounted)) == (clean_env / "d", clean_env / "r", 1)
+    assert (nb.data_root, nb.runs, len(mounted)) == (clean_env / "d", clean_env / "r", 3)
 
 
 def test_tensorboard_only_in_an_interactive_session(clean_env, monkeypatch, capsys):

@@ -202,7 +202,7 @@ def test_a_failed_backup_write_keeps_the_previous_backup(tmp_path, tiny_cfg, tin
     """A full disk while writing a checkpoint: the error reaches the user, the last backup still loads."""
     import keras
 
-    from dpcnn.training import callbacks
+    from dpcnn.training import backups, callbacks
     from dpcnn.training.trainer import train
 
     cfg = apply_overrides(tiny_cfg, ["train.backup_every=2"])
@@ -220,9 +220,10 @@ def test_a_failed_backup_write_keeps_the_previous_backup(tmp_path, tiny_cfg, tin
     run = tmp_path / "run"
     with pytest.raises(OSError, match="No space left"):
         train(cfg, run, stage="1", data=tiny_data, verbose=0)
-    state = callbacks.read_state(run / "backup" / "stage1")
-    assert state is not None and state["serial"] == 2 and (run / "backup" / "stage1" / state["file"]).is_file()
-    assert not (run / "backup" / "stage1" / "ckpt-3.weights.h5").exists()
+    folder = run / "backup" / "stage1"
+    state = callbacks.read_state(folder)
+    assert state is not None and state["serial"] == 2 and (folder / state["file"]).is_file()
+    assert (folder / backups.next_slot(state["file"])).read_bytes() == b"partial"  # the failed write: the other slot
     monkeypatch.setattr(keras.Model, "save_weights", original)
     train(cfg, run, stage="1", data=tiny_data, verbose=0)  # resumes from the intact backup
     assert (run / "stage1" / "done.json").is_file()

@@ -1,4 +1,4 @@
-"""Keras callbacks of the training loop: step-exact atomic backups, the NaN guard, validation R@K.
+"""Keras callbacks of the training loop: step-exact verified backups, the NaN guard, validation R@K.
 
 Order in ``fit``: validation → NaN guard → CSVLogger → TensorBoard → backup, so that a row of
 history.csv is written before the backup that follows it (a resumed run trims the rows of the
@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from dpcnn.errors import DivergedError  # noqa: F401  (raised by the trainer; re-exported)
-from dpcnn.utils import atomic_write_json, read_json
+from dpcnn.training import backups
 
 log = logging.getLogger(__name__)
 
-STATE = "state.json"
+STATE = backups.STATE
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -42,27 +43,37 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class Backup(keras.callbacks.Callback):
-    """Step-exact, atomic backups of a stage: weights, optimiser state and the epoch-mean metrics.
+    """Step-exact, verified backups of a stage: weights, optimiser state and the epoch-mean metrics.
 
-    Every ``every`` steps and at each epoch end a new ``ckpt-N.weights.h5`` is written, then
-    ``state.json`` (the commit point, written atomically) records {epoch, step, file, metric
-    states}: ``step`` steps of ``epoch`` are done; then the older checkpoint is deleted. A failure
-    while writing (a full disk) leaves the previous checkpoint and state intact. ``write=False``
-    (a non-chief worker) saves to its own scratch folder, as tf.distribute requires every worker
-    to take part in saving.
+    A backup is written when ``every_minutes`` of wall-clock time have passed since the last one
+    (or since the stage (re)started), after every ``every_steps`` steps, and at each epoch end
+    when no clock is set (``every_minutes=0``) or the clock is due: 0 turns either cadence off.
+    Each backup goes into the slot that does not hold the newest one (:mod:`dpcnn.training.backups`),
+    so a failure while writing never damages the last good backup. ``clock`` (seconds, monotonic)
+    is replaceable for tests. ``keep``: the slot the stage resumed from (written over last).
+    ``write=False`` is not needed: a non-chief worker passes its own scratch folder, as
+    tf.distribute requires every worker to take part in saving.
     """
 
-    def __init__(self, folder: str | Path, every: int, guard: NaNGuard | None = None, step_offset: int = 0,
-                 pending_metric_state: list | None = None):
+    def __init__(self, folder: str | Path, every_steps: int, every_minutes: float = 0.0, guard: NaNGuard | None = None,
+                 step_offset: int = 0, pending_metric_state: list | None = None, keep: dict | None = None,
+                 clock=time.monotonic):
         super().__init__()
         self.dir = Path(folder)
-        self.every = int(every)
+        self.every_steps, self.every_seconds = int(every_steps), 60.0 * float(every_minutes)
         self.guard = guard
         self.step_offset = int(step_offset)
         self.pending_metric_state = pending_metric_state
-        state = read_state(self.dir)
-        self._serial = state["serial"] if state else 0
+        self.clock = clock
+        self.newest = keep if keep is not None else backups.newest_record(self.dir)
+        self._serial = max(self.newest["serial"] if self.newest else 0,
+                           (backups.newest_record(self.dir) or {"serial": 0})["serial"])
         self._epoch = self._since = 0
+        self._last = clock()
+        self.written = 0
+
+    def _clock_due(self) -> bool:
+        return self.every_seconds > 0 and self.clock() - self._last >= self.every_seconds
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -74,43 +85,34 @@ class Backup(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._since += 1
-        if self._since >= self.every:
-            self._since = 0
+        if (self.every_steps and self._since >= self.every_steps) or self._clock_due():
             self.save(self._epoch, self.step_offset + batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.step_offset = self._since = 0
-        self.save(epoch + 1, 0)
+        self.step_offset = 0
+        if self.every_seconds == 0 or self._clock_due():
+            self.save(epoch + 1, 0)
 
     def save(self, epoch: int, step: int) -> None:
+        self._since, self._last = 0, self.clock()
         if self.guard is not None and self.guard.diverged_at is not None:
             return  # never back up diverged weights
-        self.dir.mkdir(parents=True, exist_ok=True)
-        name = f"ckpt-{self._serial + 1}.weights.h5"
-        try:
-            self.model.save_weights(str(self.dir / name))
-            metric_state = [[np.asarray(v).tolist() for v in m.variables] for m in self.model.metrics]
-            atomic_write_json(self.dir / STATE, {"epoch": epoch, "step": step, "file": name,
-                                                 "serial": self._serial + 1, "metric_state": metric_state})
-        except BaseException:
-            (self.dir / name).unlink(missing_ok=True)  # the previous checkpoint and state stay valid
-            raise
+        metric_state = [[np.asarray(v).tolist() for v in m.variables] for m in self.model.metrics]
+        record = {"serial": self._serial + 1, "epoch": epoch, "step": step,
+                  "file": backups.next_slot(self.newest["file"] if self.newest else None), "metric_state": metric_state}
+        previous = {k: v for k, v in self.newest.items() if k != "metric_state"} if self.newest else None
+        started = self.clock()
+        self.newest = backups.write(self.dir, self.model.save_weights, record, previous)
         self._serial += 1
-        for old in self.dir.glob("ckpt-*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        self.written += 1
+        self._last = self.clock()
+        log.debug("backup %d (epoch %d, step %d) written in %.1f s", self._serial, epoch + 1, step, self._last - started)
 
 
 def read_state(folder: str | Path) -> dict | None:
-    """The committed backup state, or None. A state whose weights file is missing is ignored."""
-    path = Path(folder) / STATE
-    if not path.exists():
-        return None
-    state = read_json(path)
-    if not (Path(folder) / state["file"]).exists():
-        log.warning("backup state in %s points to a missing file; starting the stage afresh", folder)
-        return None
-    return state
+    """The newest usable backup of a stage (verified; damaged ones skipped with a warning), or None."""
+    usable = backups.usable_backups(folder)
+    return usable[0] if usable else None
 
 
 def restore(task: keras.Model, folder: str | Path, state: dict) -> None:

@@ -10,6 +10,7 @@ only the chief writes the run folder; the other workers write their backups to s
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -24,11 +25,12 @@ from dpcnn.config import Config
 from dpcnn.data import pipeline
 from dpcnn.errors import DivergedError, RunError
 from dpcnn.run import DATA_REPORT, HISTORY, LAST_GOOD, Run
-from dpcnn.training import callbacks
+from dpcnn.run_lock import RunLock
+from dpcnn.training import backups, callbacks
 from dpcnn.training.distribute import is_chief, make_strategy, precision_policy
 from dpcnn.training.optimizer import schedule_epochs
 from dpcnn.training.stages import compile_stage
-from dpcnn.utils import atomic_write_text
+from dpcnn.utils import atomic_save, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,7 @@ def trim_history(path: Path, stage: int, epoch: int) -> None:
 
 def save_model_weights(model, path: Path) -> None:
     """A DualPath's weights (no optimiser state), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    try:
-        model.save_weights(str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_save(path, model.save_weights)
 
 
 def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, chief: bool = True) -> dict:
@@ -73,10 +69,9 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
     log.info("stage %d: %d epochs × %d steps", stage, epochs, steps)
 
     backup = run.backup_dir(stage)
-    state = callbacks.read_state(backup)
+    state = _resume(task, backup)
     first_epoch, skip, metric_state = 0, 0, None
     if state is not None:
-        callbacks.restore(task, backup, state)
         first_epoch, skip = int(state["epoch"]), int(state["step"])
         metric_state = state["metric_state"] if skip else None
         log.info("stage %d: resuming at epoch %d, step %d", stage, first_epoch + 1, skip)
@@ -91,7 +86,7 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
     embedder = Embedder(*feature_models(model.image_encoder, model.text_encoder, cfg), data.vocab, cfg.eval.batch_size)
     by_identity = data.by_identity
     guard = callbacks.NaNGuard()
-    start, logs = time.time(), {}
+    start, logs, hook = time.time(), {}, None
     while first_epoch < epochs:
         last = first_epoch + 1 if skip else epochs  # a resumed, partial epoch is its own fit()
         dataset = make(train, cfg, first_epoch, last, skip_steps=skip, by_identity=by_identity)
@@ -99,9 +94,12 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
                                                "reid" in cfg.eval.protocols, epochs), guard]
         if chief:
             hooks += [keras.callbacks.CSVLogger(str(run.path / HISTORY), append=True),
-                      keras.callbacks.TensorBoard(str(run.path / "tb" / f"stage{stage}"), write_graph=False)]
-        hooks.append(callbacks.Backup(scratch or backup, cfg.train.backup_every, guard, step_offset=skip,
-                                      pending_metric_state=metric_state))
+                      keras.callbacks.TensorBoard(str(run.tensorboard_dir / f"stage{stage}"), write_graph=False)]
+        previous, hook = hook, callbacks.Backup(scratch or backup, cfg.train.backup_every, cfg.train.backup_minutes, guard,
+                                                step_offset=skip, pending_metric_state=metric_state, keep=state)
+        if previous is not None:  # one clock for the whole stage: a partial epoch's fit does not restart it
+            hook.newest, hook._serial, hook._last = previous.newest, previous._serial, previous._last
+        hooks.append(hook)
         history = task.fit(dataset, epochs=last, initial_epoch=first_epoch, steps_per_epoch=steps - skip,
                            callbacks=hooks, verbose=verbose if chief else 0, shuffle=False)
         if guard.diverged_at is not None:
@@ -113,7 +111,7 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
         save_model_weights(model, run.weights_path(stage))
         run.mark_done(stage, {"epochs": epochs, "steps_per_epoch": steps, "seconds_this_session": round(seconds, 1),
                               "final": logs})
-        shutil.rmtree(backup, ignore_errors=True)
+        backups.discard(backup)
         if backup.parent.is_dir() and not any(backup.parent.iterdir()):
             backup.parent.rmdir()
     if scratch is not None:
@@ -122,13 +120,30 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
     return logs
 
 
+def _resume(task, backup: Path) -> dict | None:
+    """Load the newest usable backup of a stage into ``task``; its record, or None (start afresh).
+
+    Damaged backups are skipped with a warning (:func:`dpcnn.training.backups.usable_backups`).
+    A file that passed the check but still fails to load stops with a RunError (the model may
+    hold part of it, so starting afresh in this process would be wrong).
+    """
+    record = callbacks.read_state(backup)
+    if record is None:
+        return None
+    try:
+        callbacks.restore(task, backup, record)
+    except (OSError, ValueError, KeyError) as err:
+        raise RunError(f"the backup {backup / record['file']} passed its check but does not load into this "
+                       f"model ({str(err).splitlines()[0][:120]}): delete {backup} to restart the stage") from err
+    return record
+
+
 def _stop_diverged(task, model, run: Run, stage: int, backup: Path, guard: callbacks.NaNGuard) -> None:
-    state = callbacks.read_state(backup)
     where = f"stage {stage}, epoch {guard.diverged_at[0] + 1}, batch {guard.diverged_at[1] + 1}"
+    state = _resume(task, backup)
     if state is None:
         raise DivergedError(f"the loss became NaN at {where} before any backup was written: lower the learning "
                             f"rate (train.stage{stage}_schedule) and train again with --overwrite")
-    callbacks.restore(task, backup, state)
     keep = run.stage_dir(stage) / LAST_GOOD
     save_model_weights(model, keep)
     raise DivergedError(f"the loss became NaN at {where}. The last good weights (epoch {state['epoch'] + 1}, "
@@ -139,14 +154,21 @@ def _stop_diverged(task, model, run: Run, stage: int, backup: Path, guard: callb
 def train(cfg: Config, run: str | Path, stage: str = "all", overwrite: bool = False, verbose: int = 1, data=None):
     """``dpcnn train``: prepare if needed, then train the requested stage(s) into ``run``; returns the DualPath."""
     from dpcnn.data.prepare import ensure_prepared
-    from dpcnn.model.dual_path import build_dual_path
 
     stages = (1, 2) if stage == "all" else (int(stage),)
     strategy = make_strategy(cfg.train)  # first: multi-worker collectives must be set up before other TF ops
     chief = is_chief(strategy)
     if data is None:  # before the run folder exists: missing data must not leave a half-made run
         data = ensure_prepared(cfg)
-    run = Run.for_training(run, cfg, stages, overwrite, write=chief)
+    with RunLock(run) if chief else contextlib.nullcontext():  # one writer per run folder
+        return _train_locked(cfg, Run.for_training(run, cfg, stages, overwrite, write=chief), data, stages, verbose,
+                             chief, strategy)
+
+
+def _train_locked(cfg: Config, run: Run, data, stages: tuple[int, ...], verbose: int, chief: bool, strategy):
+    """:func:`train` once the run folder is this process's."""
+    from dpcnn.model.dual_path import build_dual_path
+
     if chief:
         run.write_env()
         run.write_inference_info(data)
@@ -155,15 +177,16 @@ def train(cfg: Config, run: str | Path, stage: str = "all", overwrite: bool = Fa
     trained = set()
     with precision_policy(cfg.train.mixed_precision), strategy.scope():
         model = build_dual_path(cfg, data.num_classes, len(data.vocab), data.word_dim, data.pixel_mean, data.embeddings)
-        for s in stages:
+        for s in stages:  # ``trained``: the stages whose weights the model holds now
             if run.stage_done(s):
                 log.info("stage %d already finished in %s", s, run.path)
                 model.load_weights(str(run.weights_path(s)))
+                trained.add(s)
                 continue
-            if s == 2 and 1 not in trained and not run.stage_done(1):
-                raise RunError(f"stage 2 starts from stage 1's weights, which {run.path} does not have: "
-                               "run --stage 1 (or --stage all) first")
             if s == 2 and 1 not in trained:
+                if not run.stage_done(1):
+                    raise RunError(f"stage 2 starts from stage 1's weights, which {run.path} does not have: "
+                                   "run --stage 1 (or --stage all) first")
                 model.load_weights(str(run.weights_path(1)))
             run_stage(model, data, cfg, run, s, verbose=verbose, chief=chief)
             trained.add(s)
