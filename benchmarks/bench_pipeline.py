@@ -360,8 +360,8 @@ def run_stage_benchmark(stage: int, cfg, data, epochs: int, rounds: int, repeats
 def paper_resolution(root: str, batches: int, repeats: int) -> None:
     import os
 
-    from dpcnn.config import resolve
     from dpcnn.data import pipeline
+    from dpcnn.presets import resolve
 
     cfg = resolve("coco", ["model.image_weights=none"])
     split = B.paper_size_split(Path(root) / "paper_jpegs", n=128, max_len=cfg.data.max_len)

@@ -36,7 +36,7 @@ def versions() -> str:
 
 def demo_config(root: str, overrides: Sequence[str] = ()):
     """The ``demo`` preset on the data root ``root`` (plus ``--set``-style overrides)."""
-    from dpcnn.config import resolve
+    from dpcnn.presets import resolve
 
     return resolve("demo", [f"data.root={root}", *overrides])
 
@@ -71,7 +71,7 @@ def build_model(cfg, data, seed: int | None = None):
     from dpcnn.model.dual_path import build_dual_path
 
     keras.utils.set_random_seed(cfg.train.seed if seed is None else seed)
-    return build_dual_path(cfg, data.num_classes, len(data.vocab), data.word_dim, data.pixel_mean, data.embeddings)
+    return build_dual_path(cfg, data)
 
 
 def precision(cfg):

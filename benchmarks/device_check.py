@@ -193,7 +193,7 @@ def resnet50_item(size: int, batch: int, jit: bool, args) -> dict:
 
 def dual_path_items(cfg, batches: dict, args, run_item) -> None:
     """Stage I, then stage II on the same DualPath (as ``dpcnn train``), each through ``run_item``."""
-    from dpcnn.model.dual_path import build_dual_path
+    from dpcnn.model.dual_path import ModelSizes, build_dual_path
 
     state: dict = {}
 
@@ -201,7 +201,7 @@ def dual_path_items(cfg, batches: dict, args, run_item) -> None:
         def measure() -> dict:
             t0 = time.perf_counter()
             if "model" not in state:
-                state["model"] = build_dual_path(cfg, args.classes, args.vocab, args.word_dim, (123.7, 116.8, 103.9))
+                state["model"] = build_dual_path(cfg, ModelSizes(args.classes, args.vocab, args.word_dim, (123.7, 116.8, 103.9)))
             build = time.perf_counter() - t0
             task = B.compile_for_stage(state["model"], cfg, stage, steps_per_epoch=1000)
             out = time_training(task, B.repeat_batches(batches[stage]), cfg.train.batch_size, args)
@@ -403,7 +403,7 @@ def run_condition(check: Check, condition: str, cfg, batches: dict, todo: list) 
 
 def configure(args):
     """(the run's config, sizes) for the full check or ``--smoke``."""
-    from dpcnn.config import resolve
+    from dpcnn.presets import resolve
 
     if args.smoke:
         cfg = resolve("coco:tiny", ["data.image_size=32", "data.cache_images=false", f"train.batch_size={args.batch or 8}"])

@@ -1,4 +1,5 @@
-"""``dpcnn alt-text``: for each image, the nearest existing captions as alt-text suggestions.
+"""Alt-text suggestions: for each image, the nearest existing captions (``dpcnn alt-text``:
+:mod:`dpcnn.commands.alt_text`).
 
 This *retrieves* captions from a corpus (default: the model's own training captions; or
 ``--captions FILE``) by the cosine of the joint embedding; it does not write new sentences. Images
@@ -94,28 +95,3 @@ def write_html(rows: list[dict], out: Path, title: str) -> Path:
     parts.append("</table>")
     atomic_write_text(out, "\n".join(parts) + "\n")
     return out
-
-
-def alt_text_command(model: str, images: str, out: str, captions: str | None = None, k: int = 3,
-                     write_page: bool = False, stage: int | None = None) -> str:
-    """``dpcnn alt-text`` → a summary to print."""
-    from dpcnn.export import load
-    from dpcnn.search import caption_corpus
-
-    embedder = load(model, stage)
-    paths, cache_dir = read_image_list(images)
-    if not paths:
-        raise SearchError(f"no image files in {images}")
-    corpus = caption_corpus(embedder, captions, progress=True)
-    rows = suggest(embedder, paths, cache_dir, corpus, k)
-    out = Path(out)
-    written = [write_csv(rows, out)]
-    if write_page:
-        written.append(write_html(rows, out.with_suffix(".html"), f"Alt-text suggestions for {images}"))
-    failed = sum(1 for r in rows if r["error"])
-    return "\n".join([
-        f"{len(paths) - failed} images with {k} suggestion(s) each from {corpus.source}"
-        + (f"; {failed} could not be read (listed with the reason)" if failed else ""),
-        *[f"wrote {p}" for p in written],
-        "These are existing captions retrieved by similarity, not generated descriptions: review them before use.",
-    ])

@@ -33,7 +33,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve(args):
-    from dpcnn.config import resolve
+    from dpcnn.presets import resolve
 
     return resolve(args.config, args.overrides)
 
@@ -64,14 +64,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from dpcnn.evaluation import evaluate_run
+    from dpcnn.commands.evaluate import evaluate_run
 
     print(evaluate_run(Path(args.run), split=args.split, protocols=args.protocol, stage=args.stage))
     return 0
 
 
 def cmd_search(args) -> int:
-    from dpcnn.search import search_command
+    from dpcnn.commands.search import search_command
 
     print(search_command(args.run or args.model, text=args.text, image=args.image, gallery=args.gallery,
                          captions=args.captions, k=args.k, out=args.out, as_json=args.json, stage=args.stage,
@@ -80,7 +80,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_alt_text(args) -> int:
-    from dpcnn.alt_text import alt_text_command
+    from dpcnn.commands.alt_text import alt_text_command
 
     print(alt_text_command(args.run or args.model, args.images, args.out, captions=args.captions, k=args.k,
                            write_page=args.html, stage=args.stage))
@@ -88,14 +88,14 @@ def cmd_alt_text(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from dpcnn.export import export_run
+    from dpcnn.commands.export import export_run
 
     print(export_run(Path(args.run), Path(args.out), stage=args.stage))
     return 0
 
 
 def cmd_demo(args) -> int:
-    from dpcnn.demo import run_demo
+    from dpcnn.commands.demo import run_demo
 
     print(run_demo(Path(args.run), overwrite=args.overwrite, overrides=args.overrides))
     return 0

@@ -1,7 +1,9 @@
 """Configuration: frozen dataclasses, ``--set section.key=value`` overrides, validation, JSON I/O.
 
-Every number that moves a reported result lives here; the presets that fill them in are in
-:mod:`dpcnn.presets` (paper presets take PAPER_SPEC.md's values; every deviation is a field whose
+Every number that moves a reported result lives here (the defaults are the paper's values, the
+learning-rate multiplier tables included); the presets that fill them in, and :func:`resolve
+<dpcnn.presets.resolve>` that turns a preset name or a JSON file plus ``--set`` pairs into a
+checked config, are in :mod:`dpcnn.presets` (paper presets take PAPER_SPEC.md's values; every deviation is a field whose
 paper value is the paper preset's default and a row in ``docs/fidelity.md``).
 
 Sections: ``data`` (which dataset, tokenisation, image pre-processing), ``synthetic`` (the
@@ -22,13 +24,12 @@ import hashlib
 import json
 import logging
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from dpcnn.errors import ConfigError
-from dpcnn.training.multipliers import PAPER_STAGE1, PAPER_STAGE2, Rules, update_rules
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,51 @@ Schedule = tuple[tuple[int, float], ...]
 """A piecewise-constant learning-rate schedule: ``((epochs, global_lr), ...)``."""
 
 __all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "Rules", "Schedule",
-           "SyntheticConfig", "TrainConfig", "apply_overrides", "resolve", "validate"]
+           "SyntheticConfig", "TrainConfig", "apply_overrides", "validate"]
+
+
+# --------------------------------------------------------------------------------------------
+# Learning-rate multiplier tables (applied to a model by dpcnn.training.multipliers)
+# --------------------------------------------------------------------------------------------
+
+Rules = tuple[tuple[str, float], ...]
+
+PAPER_STAGE1: Rules = (
+    ("backbone.*", 0.0),                   # the ImageNet backbone is frozen (LR 0, weight decay 0)
+    ("classifier/*/kernel", 0.01),         # shared W: a conv followed by a loss layer
+    ("classifier/*/bias", 0.02),
+    ("text/embedding/*", 1e-3),            # fc2 (word2vec) weight and bias
+    ("*/bn/*/gamma", 0.2),
+    ("*/bn/*/beta", 0.1),
+    ("*", 0.1),                            # every other new conv / dense weight
+)
+"""Stage I of every paper preset (``initParams.m``; issue #4: the classifier's 0.1 × 0.01 = 0.001)."""
+
+PAPER_STAGE2: Rules = (
+    ("backbone.*/first_conv/*/kernel", 1e-4),   # params(1), conv1's filter
+    ("backbone.vgg*/*/kernel", 0.001),          # VGG filters: odd params ×0.001 (…_Rankloss_vgg19.m:7-14)
+    ("backbone.vgg*/*/bias", 0.02),             # VGG biases: even params ×0.02
+    ("backbone.*/bn/*/gamma", 0.001),           # ResNet (resnet52_new_hope_word_Rankloss.m:7-14, the
+    ("backbone.*/bn/*/beta", 0.02),             # MatConvNet order conv W, then BN γ, β, moments)
+    ("backbone.*", 0.02),                       # ResNet filters (and the biases Keras' convs have)
+    *PAPER_STAGE1[1:],                          # new layers keep their stage-I multipliers
+)
+"""Stage II of every paper preset: the whole network trains (PAPER_SPEC §5)."""
+
+
+def update_rules(rules: Rules, changes: Sequence[tuple[str, float]]) -> Rules:
+    """``--set`` on a table: a row with the same pattern gets the new multiplier; a new pattern is
+    put first (first match wins, so it takes precedence over the rows it overlaps)."""
+    table = [list(r) for r in rules]
+    new = []
+    for pattern, mult in changes:
+        for row in table:
+            if row[0] == pattern:
+                row[1] = float(mult)
+                break
+        else:
+            new.append((pattern, float(mult)))
+    return tuple(new) + tuple((p, float(m)) for p, m in table)
 
 
 @dataclass(frozen=True)
@@ -466,11 +511,8 @@ def validate(cfg: Config) -> None:
     def choice(key: str, options: tuple[str, ...]) -> None:
         need(cfg.get(key) in options, f"{key} must be one of {', '.join(options)}, got '{cfg.get(key)}'")
 
-    from dpcnn.data.datasets import (
-        REGISTRY,  # imports no TensorFlow; adding a dataset is one file there
-    )
-
-    for key, options in (("data.dataset", tuple(REGISTRY)), ("model.image_backbone", BACKBONES),
+    # data.dataset is checked by the dataset registry (dpcnn.presets.resolve, dpcnn.data.datasets.get)
+    for key, options in (("model.image_backbone", BACKBONES),
                          ("model.backbone_bn", ("batch_stats", "frozen")), ("model.text_pool", ("max", "avg")),
                          ("train.negative_mining", ("hard", "random")), ("train.strategy", STRATEGIES),
                          ("train.mixed_precision", SWITCHES), ("train.jit_compile", SWITCHES),
@@ -529,14 +571,3 @@ def fingerprint(obj: Any) -> str:
 def differences(a: Config, b: Config) -> list[str]:
     """``key: old → new`` for every key whose value differs."""
     return [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in valid_keys() if a.get(k) != b.get(k)]
-
-
-def resolve(name_or_path: str, overrides: Iterable[str] = ()) -> Config:
-    """A preset name (``coco``, ``coco:tiny`` …) or a JSON file, then ``--set`` overrides."""
-    from dpcnn.presets import preset
-
-    if name_or_path.endswith(".json") or Path(name_or_path).is_file():
-        cfg = Config.load(name_or_path)
-    else:
-        cfg = preset(name_or_path)
-    return apply_overrides(cfg, overrides)

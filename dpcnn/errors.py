@@ -8,6 +8,8 @@ those keeps working.
 
 from __future__ import annotations
 
+import os
+
 
 class UserError(Exception):
     """Something the user can fix; the message says what and how."""
@@ -36,6 +38,38 @@ class DownloadError(UserError, RuntimeError):
         super().__init__(message)
         self.url = url
         self.resumable = resumable
+
+
+# the errors of dpcnn.data.download
+
+class ChecksumError(DownloadError):
+    """The downloaded bytes do not have the published size or checksum (the file was removed)."""
+
+    def __init__(self, url: str, path: os.PathLike, algorithm: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"{algorithm} mismatch for {url}\n  expected {algorithm}: {expected}\n"
+            f"  actual   {algorithm}: {actual}\nThe downloaded file ({path}) was removed. Run the "
+            "command again; if it fails the same way, the file on the server is not the one dpcnn "
+            "knows (report it).",
+            url=url,
+        )
+        self.path, self.algorithm, self.expected, self.actual = path, algorithm, expected, actual
+
+
+class UnsafeArchiveError(DownloadError, ValueError):
+    """An archive member that would land outside the target, or a link or special file."""
+
+    def __init__(self, archive: os.PathLike, member: str, reason: str) -> None:
+        super().__init__(f"refusing to extract {archive}: member {member!r} {reason}", url="")
+        self.archive, self.member, self.reason = archive, member, reason
+
+
+class ManualDownloadRequired(UserError, RuntimeError):
+    """The dataset cannot be fetched automatically; the message holds the manual steps."""
+
+
+class UnknownItemError(ConfigError):
+    """The name is not in the download registry; the message lists the valid names."""
 
 
 class RunError(UserError, RuntimeError):

@@ -1,4 +1,4 @@
-"""``dpcnn eval`` and the evaluation protocols of PAPER_SPEC §6.
+"""The evaluation protocols of PAPER_SPEC §6 (``dpcnn eval`` runs them: :mod:`dpcnn.commands.evaluate`).
 
 - ``full``: every image of the split against every caption (Flickr30k 1K test, the demo).
 - ``1k``: consecutive folds of 1,000 images with their own captions, every metric averaged over
@@ -24,18 +24,15 @@ touches the test split; training's per-epoch measurement uses ``val``.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from dpcnn import metrics
 from dpcnn.config import PROTOCOLS
 from dpcnn.errors import ConfigError
-from dpcnn.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -126,44 +123,3 @@ def validation_metrics(embedder, split, reid: bool = False) -> dict[str, float]:
     out = {f"val_{d}_r{k}": entry[d][f"r{k}"] for d in ("i2t", "t2i") if entry[d] for k in (1, 5, 10)}
     out["val_rsum"] = entry["rsum"]
     return out
-
-
-def evaluate_run(run_path: str | Path, split: str = "test", protocols: Sequence[str] | None = None,
-                 stage: int | None = None, progress: bool = True) -> str:
-    """``dpcnn eval``: encode ``split`` once, compute each protocol, write the report files.
-
-    Returns the text the CLI prints (the markdown table and the files written).
-    """
-    from dpcnn.data.prepare import ensure_prepared
-    from dpcnn.report import figures, markdown
-    from dpcnn.run import HISTORY, Run
-
-    run = Run.open(run_path)
-    stage = run.resolve_stage(stage)
-    cfg = run.config
-    data = ensure_prepared(cfg, progress=progress, need=(split,))
-    arrays = data.splits[split]
-    if arrays.num_images == 0:
-        raise ConfigError(f"the prepared data of {run.path} has no '{split}' images to evaluate")
-    names, skipped = plan(protocols or cfg.eval.protocols, arrays.num_images, explicit=bool(protocols), split=split)
-    log.info("evaluating stage %d of %s on %s: %d images, %d captions", stage, run.path, split,
-             arrays.num_images, arrays.num_captions)
-    images, texts = run.split_features(stage, arrays, split, progress=progress)
-    result, folds = compute(names, images, texts, arrays, cfg.eval.ap_rule)
-    result["meta"] = {
-        "stage": stage, "split": split,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "config": cfg.name, "dataset": cfg.data.dataset, "weights": run.weights_path(stage).relative_to(run.path).as_posix(),
-        "test_features": {"image_mode": cfg.eval.image_mode, "flip": cfg.eval.flip, "all_shifts": cfg.eval.all_shifts},
-        **({"skipped": skipped} if skipped else {}), **({"folds": folds} if folds else {}),
-    }
-    out_json = run.result_path(stage, split, "metrics", ".json")
-    atomic_write_json(out_json, result)
-    written = [out_json, *markdown.write_markdown(run, split)]
-    if (run.path / HISTORY).is_file():
-        written.append(figures.plot_history(run))
-    else:
-        log.warning("%s has no %s: no training curves drawn", run.path, HISTORY)
-    written.append(figures.plot_examples(run, stage, split, arrays, images, texts))
-    table = run.result_path(stage, split, "metrics", ".md").read_text()
-    return table + "\nwrote:\n" + "\n".join(f"  {p}" for p in written)

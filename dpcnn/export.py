@@ -1,4 +1,5 @@
-"""``dpcnn export`` and ``dpcnn.load``: a trained model as a folder anyone can load and use.
+"""The export format and ``dpcnn.load``: a trained model as a folder anyone can load and use
+(``dpcnn export``: :mod:`dpcnn.commands.export`).
 
     EXPORT/image_features.keras   pixels float [B, H, W, 3], RGB 0-255, any size → [B, D] final embedding
     EXPORT/text_features.keras    tokens int32 [B, L] (ids of vocab.json, 0 = empty) → [B, D]
@@ -23,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from dpcnn.errors import RunError
-from dpcnn.run import CAPTIONS, CONFIG, VOCAB
+from dpcnn.run import CAPTIONS, CONFIG, VOCAB  # the run folder's names, kept in an export
 from dpcnn.utils import atomic_save, atomic_write_json, atomic_write_text, read_json, sha256_files
 
 log = logging.getLogger(__name__)
@@ -34,24 +35,18 @@ FORMAT = "dpcnn-export"
 VERSION = 1
 
 
-def export_run(run_path: str | Path, out: str | Path, stage: int | None = None) -> str:
-    """``dpcnn export``: write the files of the module docstring to ``out``; returns a summary.
-
-    Needs only the run folder (weights, vocab.json, inference.json, config.json).
-    """
-    from dpcnn.run import Run
-
-    run = Run.open(run_path)
-    stage = run.resolve_stage(stage)
+def write_export(run, out: str | Path, stage: int) -> list[Path]:
+    """Write the files of the module docstring for ``stage`` of ``run`` (a :class:`dpcnn.run.Run`)
+    into ``out``; returns them. Needs only the run folder (weights, vocab.json, inference.json,
+    config.json)."""
     embedder = run.embedder(stage)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_save(out / IMAGE_MODEL, embedder.image_model.save)
     atomic_save(out / TEXT_MODEL, embedder.text_model.save)
     run.vocab.save(out / VOCAB)
-    captions = run.path / CAPTIONS
-    if captions.is_file():
-        shutil.copyfile(captions, out / CAPTIONS)
+    if run.captions_path.is_file():
+        shutil.copyfile(run.captions_path, out / CAPTIONS)
     run.config.save(out / CONFIG)
     cfg, run_info = run.config, run.inference_info
     info = {
@@ -65,8 +60,7 @@ def export_run(run_path: str | Path, out: str | Path, stage: int | None = None) 
     }
     atomic_write_json(out / INFO, info)
     atomic_write_text(out / README, readme_text(info))
-    files = [out / n for n in (IMAGE_MODEL, TEXT_MODEL, VOCAB, CAPTIONS, INFO, CONFIG, README) if (out / n).exists()]
-    return f"exported stage {stage} of {run.path}:\n" + "\n".join(f"  {f}" for f in files)
+    return [out / n for n in (IMAGE_MODEL, TEXT_MODEL, VOCAB, CAPTIONS, INFO, CONFIG, README) if (out / n).exists()]
 
 
 def readme_text(info: dict) -> str:

@@ -87,7 +87,7 @@ class Setup:
 
     def config(self):
         """The resolved :class:`dpcnn.config.Config` of the preset with the overrides."""
-        from dpcnn.config import resolve
+        from dpcnn.presets import resolve
 
         return resolve(self.preset, self.overrides)
 
@@ -178,7 +178,7 @@ def setup(preset: str = "demo", drive: bool = False, data_on_drive: bool | None 
         os.chdir(root)  # paths are relative to the repository root, as for the `dpcnn` command
     preset = os.environ.get(PRESET_VARIABLE) or preset
     if data_on_drive is None:
-        from dpcnn.config import resolve
+        from dpcnn.presets import resolve
 
         data_on_drive = resolve(preset, []).data.dataset == "synthetic"
     data_root, runs = _folders(drive, colab, data_on_drive)

@@ -14,7 +14,9 @@ variant of every paper preset.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 
 from dpcnn.config import (
     Config,
@@ -24,8 +26,10 @@ from dpcnn.config import (
     ModelConfig,
     SyntheticConfig,
     TrainConfig,
+    apply_overrides,
     validate,
 )
+from dpcnn.data import datasets
 
 CPU_STAGE1 = (
     ("backbone.*", 0.1),            # random weights: the backbone learns like a new layer
@@ -168,4 +172,16 @@ def preset(name: str) -> Config:
                           "or a path to a config .json")
     cfg = tiny_variant(PRESETS[base]) if variant else PRESETS[base]
     validate(cfg)
+    return cfg
+
+
+def resolve(name_or_path: str, overrides: Iterable[str] = ()) -> Config:
+    """A preset name (``coco``, ``coco:tiny`` …) or a JSON file, then ``--set`` overrides; the
+    dataset name is checked by the dataset registry (ConfigError listing the datasets)."""
+    if name_or_path.endswith(".json") or Path(name_or_path).is_file():
+        cfg = Config.load(name_or_path)
+    else:
+        cfg = preset(name_or_path)
+    cfg = apply_overrides(cfg, overrides)
+    datasets.get(cfg.data.dataset)
     return cfg

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 CONFIG, ENV, DATA_REPORT, HISTORY = "config.json", "env.json", "data_report.json", "history.csv"
 VOCAB, INFERENCE, CAPTIONS = "vocab.json", "inference.json", "captions.txt"
 WEIGHTS, DONE, LAST_GOOD = "model.weights.h5", "done.json", "last_good.weights.h5"
-CURVES, TENSORBOARD = "curves.png", "tb"
+CURVES, TENSORBOARD, FEATURES, BACKUP, TIMINGS = "curves.png", "tb", "features", "backup", "timings.json"
+METRICS, EXAMPLES = "metrics", "examples"  # + ".json" / ".md" / ".png", and "-<split>" for another split
 
 
 class Run:
@@ -59,7 +60,7 @@ class Run:
         run = cls(path)
         if not run.path.is_dir():
             raise RunError(f"run folder {run.path} does not exist: train one with `dpcnn train --config … --run {run.path}`")
-        if not (run.path / CONFIG).is_file():
+        if not run.config_path.is_file():
             raise RunError(f"{run.path} is not a dpcnn run folder (no {CONFIG}): pass the --run folder of `dpcnn train`")
         return run
 
@@ -85,17 +86,17 @@ class Run:
                 log.warning("--overwrite: deleting the previous contents of %s", run.path)
                 for child in contents:
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
-            elif (run.path / CONFIG).is_file():
+            elif run.config_path.is_file():
                 run._check_resumable(cfg, stages)
             else:
                 raise RunError(f"{run.path} exists and is not a dpcnn run folder: choose another --run")
         run.path.mkdir(parents=True, exist_ok=True)
-        cfg.save(run.path / CONFIG)
+        cfg.save(run.config_path)
         run.__dict__["config"] = cfg
         return run
 
     def _check_resumable(self, cfg: Config, stages: tuple[int, ...]) -> None:
-        previous = Config.load(self.path / CONFIG)
+        previous = Config.load(self.config_path)
         changed = differences(previous, cfg)
         blocking = [c for c in changed if c.split(":", 1)[0] not in ENVIRONMENT_KEYS]
         if blocking:
@@ -109,19 +110,35 @@ class Run:
         else:
             log.info("resuming the unfinished run in %s", self.path)
 
-    # -- layout ------------------------------------------------------------------------------
+    # -- layout: every file name of a run folder is here ------------------------------------
+    config_path = property(lambda self: self.path / CONFIG, doc="config.json: the resolved configuration")
+    env_path = property(lambda self: self.path / ENV, doc="env.json: versions, devices, git sha, the command")
+    data_report_path = property(lambda self: self.path / DATA_REPORT, doc="data_report.json: counts and exclusions")
+    history_path = property(lambda self: self.path / HISTORY, doc="history.csv: one row per epoch (both stages)")
+    vocab_path = property(lambda self: self.path / VOCAB, doc="vocab.json: the dictionary and tokenisation")
+    inference_path = property(lambda self: self.path / INFERENCE, doc="inference.json: sizes and pixel mean")
+    captions_path = property(lambda self: self.path / CAPTIONS, doc="captions.txt: the training captions")
+    tensorboard_dir = property(lambda self: self.path / TENSORBOARD, doc="tb/: TensorBoard logs, one folder a stage")
+    features_dir = property(lambda self: self.path / FEATURES, doc="features/: cached test-time features")
+    curves_path = property(lambda self: self.path / CURVES, doc="curves.png: the training curves")
+    timings_path = property(lambda self: self.path / TIMINGS, doc="timings.json: the demo's wall times")
+    lock_path = property(lambda self: self.path / LOCK, doc="train.lock: held while `dpcnn train` runs")
+
     def stage_dir(self, stage: int) -> Path:
         return self.path / f"stage{stage}"
 
     def weights_path(self, stage: int) -> Path:
         return self.stage_dir(stage) / WEIGHTS
 
-    def backup_dir(self, stage: int) -> Path:
-        return self.path / "backup" / f"stage{stage}"
+    def done_path(self, stage: int) -> Path:
+        return self.stage_dir(stage) / DONE
 
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.path / TENSORBOARD
+    def last_good_path(self, stage: int) -> Path:
+        """Where a stage that diverged keeps its last good weights."""
+        return self.stage_dir(stage) / LAST_GOOD
+
+    def backup_dir(self, stage: int) -> Path:
+        return self.path / BACKUP / f"stage{stage}"
 
     def results_dir(self, stage: int) -> Path:
         """Where a stage's eval files go: the run folder for stage II, ``stage1/`` for stage I."""
@@ -131,13 +148,21 @@ class Run:
         """``metrics.json``, ``examples.png`` … of a stage; another split than test adds ``-<split>``."""
         return self.results_dir(stage) / f"{name}{'' if split == 'test' else '-' + split}{suffix}"
 
+    def metrics_path(self, stage: int, split: str = "test", suffix: str = ".json") -> Path:
+        """``metrics.json`` (``suffix=".md"``: ``metrics.md``) of a stage's evaluation on ``split``."""
+        return self.result_path(stage, split, METRICS, suffix)
+
+    def examples_path(self, stage: int, split: str = "test") -> Path:
+        """``examples.png``: the retrieval examples of a stage's evaluation."""
+        return self.result_path(stage, split, EXAMPLES, ".png")
+
     # -- state -------------------------------------------------------------------------------
     @cached_property
     def config(self) -> Config:
-        return Config.load(self.path / CONFIG)
+        return Config.load(self.config_path)
 
     def stage_done(self, stage: int) -> bool:
-        return (self.stage_dir(stage) / DONE).is_file() and self.weights_path(stage).is_file()
+        return self.done_path(stage).is_file() and self.weights_path(stage).is_file()
 
     def resolve_stage(self, stage: int | None = None) -> int:
         """``stage``, or the last finished one; RunError if it is not finished."""
@@ -151,7 +176,7 @@ class Run:
         return stage
 
     def mark_done(self, stage: int, info: dict) -> None:
-        atomic_write_json(self.stage_dir(stage) / DONE, {"stage": stage, **info})
+        atomic_write_json(self.done_path(stage), {"stage": stage, **info})
 
     # -- what inference needs ----------------------------------------------------------------
     def write_inference_info(self, data) -> None:
@@ -159,16 +184,16 @@ class Run:
         ``captions.txt`` (the training captions, one a line)."""
         from dpcnn.utils import atomic_write_text
 
-        data.vocab.save(self.path / VOCAB)
-        atomic_write_text(self.path / CAPTIONS, "".join(" ".join(c.split()) + "\n" for c in data.splits["train"].captions))
-        atomic_write_json(self.path / INFERENCE, {
+        data.vocab.save(self.vocab_path)
+        atomic_write_text(self.captions_path, "".join(" ".join(c.split()) + "\n" for c in data.splits["train"].captions))
+        atomic_write_json(self.inference_path, {
             "num_classes": data.num_classes, "vocab_size": len(data.vocab), "word_dim": data.word_dim,
             "pixel_mean": list(data.pixel_mean), "prepared_dir": str(data.directory),
         })
 
     @cached_property
     def inference_info(self) -> dict:
-        path = self.path / INFERENCE
+        path = self.inference_path
         if not path.is_file():
             raise RunError(f"{self.path} has no {INFERENCE} (it was trained by an older dpcnn): "
                            "train it again, or copy the whole prepared data beside it")
@@ -178,16 +203,17 @@ class Run:
     def vocab(self):
         from dpcnn.data.vocab import Vocabulary
 
-        return Vocabulary.load(self.path / VOCAB)
+        return Vocabulary.load(self.vocab_path)
 
     def build_model(self):
         """The run's DualPath, float32, built without the training data and without reading the
         ImageNet (or any) backbone weights: :meth:`model` overwrites every weight anyway."""
-        from dpcnn.model.dual_path import build_dual_path
+        from dpcnn.model.dual_path import ModelSizes, build_dual_path
 
         info = self.inference_info
         cfg = dataclasses.replace(self.config, model=dataclasses.replace(self.config.model, image_weights="none"))
-        return build_dual_path(cfg, info["num_classes"], info["vocab_size"], info["word_dim"], info["pixel_mean"])
+        return build_dual_path(cfg, ModelSizes(info["num_classes"], info["vocab_size"], info["word_dim"],
+                                               tuple(info["pixel_mean"])))
 
     def model(self, stage: int | None = None):
         """The DualPath with the weights at the end of ``stage`` (default: the last finished one)."""
@@ -208,7 +234,7 @@ class Run:
         identity = hashlib.sha256(json.dumps([str(self.path.resolve()), stage, st.st_size, st.st_mtime_ns,
                                               self.config.to_dict()["eval"], self.config.to_dict()["data"]],
                                              sort_keys=True).encode()).hexdigest()[:20]
-        captions = self.path / CAPTIONS
+        captions = self.captions_path
         return Embedder(image_model, text_model, self.vocab, self.config.eval.batch_size, identity=f"run-{identity}",
                         captions_file=captions if captions.is_file() else None)
 
@@ -223,7 +249,7 @@ class Run:
     def split_features(self, stage: int, split, name: str, embedder=None, progress: bool = True):
         """Test-time features of a prepared split: (images float32 [N, D], captions float32 [M, D]),
         cached in ``features/`` and reused while the weights, the settings and the split are the same."""
-        cache = self.path / "features" / f"stage{stage}-{name}-{self._features_key(stage, split)}.npz"
+        cache = self.features_dir / f"stage{stage}-{name}-{self._features_key(stage, split)}.npz"
         if cache.is_file():
             with np.load(cache, allow_pickle=False) as z:
                 log.info("%s features from the cache %s", name, cache)
@@ -240,7 +266,7 @@ class Run:
 
     # -- environment -------------------------------------------------------------------------
     def write_env(self) -> None:
-        atomic_write_json(self.path / ENV, environment())
+        atomic_write_json(self.env_path, environment())
 
 
 def git_sha() -> str:

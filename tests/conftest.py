@@ -23,7 +23,7 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cfg(data_root):
-    from dpcnn.config import resolve
+    from dpcnn.presets import resolve
 
     return resolve("tiny", [f"data.root={data_root}"])
 

@@ -115,7 +115,7 @@ def test_a_real_process_prints_one_line_and_exits_2(own_data):
 
 def test_help_imports_no_tensorflow():
     done = subprocess.run([sys.executable, "-c", "import sys; from dpcnn.cli import build_parser; build_parser(); "
-                           "from dpcnn.config import resolve; resolve('coco'); print('tensorflow' in sys.modules)"],
+                           "from dpcnn.presets import resolve; resolve('coco'); print('tensorflow' in sys.modules)"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
 

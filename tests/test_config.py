@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dpcnn import config as C
-from dpcnn.presets import PAPER_PRESETS, PRESET_NAMES, preset
+from dpcnn.presets import PAPER_PRESETS, PRESET_NAMES, preset, resolve
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES + tuple(f"{p}:tiny" for p in PAPER_PRESETS))
@@ -25,7 +25,7 @@ def test_tiny_variants_keep_the_paper_method_and_shrink_the_rest():
 
 
 def test_set_parses_each_type():
-    cfg = C.resolve("tiny", [
+    cfg = resolve("tiny", [
         "train.batch_size=16", "train.margin=0.5", "data.flip=yes", "train.stage2_schedule=4:0.1,2:0.01",
         "model.text_blocks=[2,2]", "data.pixel_mean=1,2,3", "data.vocab_splits=train,val", "data.split_chars= -",
         "train.mixed_precision=true",
@@ -39,11 +39,11 @@ def test_set_parses_each_type():
 
 def test_unknown_key_suggests_the_nearest():
     with pytest.raises(C.ConfigError) as e:
-        C.resolve("tiny", ["train.batchsize=1"])
+        resolve("tiny", ["train.batchsize=1"])
     assert "'train.batchsize'" in str(e.value) and "did you mean train.batch_size" in str(e.value)
     assert len(str(e.value)) < 200  # one short line, not every key
     with pytest.raises(C.ConfigError, match="did you mean data.max_len"):
-        C.resolve("tiny", ["dat.max_len=3"])
+        resolve("tiny", ["dat.max_len=3"])
 
 
 @pytest.mark.parametrize("pair, message", [
@@ -60,7 +60,7 @@ def test_unknown_key_suggests_the_nearest():
 ])
 def test_bad_values_are_rejected_with_a_reason(pair, message):
     with pytest.raises(C.ConfigError, match=message):
-        C.resolve("tiny", [pair])
+        resolve("tiny", [pair])
 
 
 @pytest.mark.parametrize("preset_name, pairs, decides", [
@@ -76,34 +76,34 @@ def test_bad_values_are_rejected_with_a_reason(pair, message):
 ])
 def test_a_key_without_effect_is_an_error_naming_the_key_that_decides(preset_name, pairs, decides):
     with pytest.raises(C.ConfigError, match="has no effect") as e:
-        C.resolve(preset_name, pairs)
+        resolve(preset_name, pairs)
     assert decides in str(e.value)
 
 
 def test_captions_given_to_the_demo_mean_your_own_data(caplog):
     with caplog.at_level("INFO", logger="dpcnn"):
-        cfg = C.resolve("demo", ["data.annotations=/my/captions.json", "data.images=/my/images"])
+        cfg = resolve("demo", ["data.annotations=/my/captions.json", "data.images=/my/images"])
     assert cfg.data.dataset == "coco-format" and "coco-format" in caplog.text
 
 
 def test_unknown_preset_and_bad_json_file(tmp_path):
     with pytest.raises(C.ConfigError, match="unknown preset"):
-        C.resolve("imagenet")
+        resolve("imagenet")
     with pytest.raises(C.ConfigError, match="unknown preset"):
-        C.resolve("demo:tiny")  # tiny variants exist for the paper presets
+        resolve("demo:tiny")  # tiny variants exist for the paper presets
     bad = tmp_path / "cfg.json"
     bad.write_text("{not json")
     with pytest.raises(C.ConfigError, match="not valid JSON"):
-        C.resolve(str(bad))
+        resolve(str(bad))
     bad.write_text(json.dumps({"train": {"bogus": 1}}))
     with pytest.raises(C.ConfigError, match="train.bogus"):
-        C.resolve(str(bad))
+        resolve(str(bad))
 
 
 def test_saved_config_loads_back(tmp_path):
-    cfg = C.resolve("demo", ["train.seed=3"])
+    cfg = resolve("demo", ["train.seed=3"])
     cfg.save(tmp_path / "config.json")
-    assert C.resolve(str(tmp_path / "config.json")) == cfg
+    assert resolve(str(tmp_path / "config.json")) == cfg
 
 
 def test_paper_presets_stop_stage_two_at_the_tested_epoch():

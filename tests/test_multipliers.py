@@ -5,17 +5,18 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from helpers import dual_path
 
-from dpcnn.config import ConfigError, ModelConfig, apply_overrides
-from dpcnn.presets import preset
-from dpcnn.training.multipliers import (
+from dpcnn.config import (
     PAPER_STAGE1,
     PAPER_STAGE2,
-    match,
-    parameter_groups,
+    ConfigError,
+    ModelConfig,
+    apply_overrides,
     update_rules,
-    variable_keys,
 )
+from dpcnn.presets import preset
+from dpcnn.training.multipliers import match, parameter_groups, variable_keys
 
 
 def paper_multiplier(key: str, stage: int) -> float:
@@ -38,9 +39,7 @@ def paper_multiplier(key: str, stage: int) -> float:
 
 @pytest.fixture(scope="module")
 def small_model():
-    from dpcnn.model.dual_path import build_dual_path
-
-    return build_dual_path(preset("tiny"), 10, 12, 4, (0.0, 0.0, 0.0))
+    return dual_path(preset("tiny"), 10, 12, 4)
 
 
 @pytest.mark.parametrize("stage", [1, 2])
@@ -54,13 +53,46 @@ def test_paper_tables_give_every_variable_its_official_multiplier(stage, small_m
     assert trained == {k for k, _, _ in keys if paper_multiplier(k, stage) > 0}
 
 
-def test_vgg_stage_two_filters_and_biases():
-    # resnet52_new_hope_word_Rankloss_vgg19.m:7-14: for i = 1:36, even params (biases) x0.02, odd
-    # params (filters) x0.001, params(1) (conv1_1's filter) x1e-4; ResNet's BN/filters are not used.
+def official_numbers(backbone: keras.Model, conv_biases: bool) -> dict[str, int]:
+    """{"layer/variable": n}: the backbone's parameters numbered as MatConvNet's ``net.params`` holds
+    them: conv by conv in network order, each conv's filter, then its bias where the official
+    network has one (``conv_biases``: every VGG conv; ResNet: conv1 only), then its BN's multiplier
+    (γ), bias (β) and moments (not trainable in Keras: numbered, not returned). Keras lists a
+    ResNet block's shortcut and last convs before their BNs, so each BN is paired by name."""
+    layers = {layer.name: layer for layer in backbone.layers}
+    numbers, n = {}, 0
+    for conv in [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]:
+        n += 1
+        numbers[f"{conv.name}/kernel"] = n
+        if conv.use_bias and (conv_biases or n == 1):
+            n += 1
+            numbers[f"{conv.name}/bias"] = n
+        bn = layers.get(conv.name.removesuffix("_conv") + "_bn")
+        if isinstance(bn, keras.layers.BatchNormalization):
+            numbers[f"{bn.name}/gamma"], numbers[f"{bn.name}/beta"] = n + 1, n + 2
+            n += 3
+    numbers["count"] = n
+    return numbers
+
+
+@pytest.mark.parametrize("backbone, conv_biases, count", [("resnet50", False, 213), ("vgg16", True, 30),
+                                                          ("vgg19", True, 36)])
+def test_stage_two_backbone_multipliers_follow_the_official_parameter_numbers(backbone, conv_biases, count):
+    # resnet52_new_hope_word_Rankloss.m:7-14 (and the _vgg19 / cuhk _vgg16 copies): for i = 1:213
+    # (VGG-19 1:36, VGG-16 1:30), params(i) gets x0.02 if i is even and x0.001 if odd, then
+    # params(1) (the first filter) x1e-4 (PAPER_SPEC §5). The numbering is MatConvNet's, rebuilt
+    # here from the Keras layers; its count must be the loop's bound. Keras' ResNet convs have
+    # biases the official network lacks: they take their filter's multiplier.
     from dpcnn.model.image_branch import build_image_encoder
 
-    cfg = dataclasses.replace(ModelConfig(), image_backbone="vgg16", image_weights="none", image_head_dim=64, embed_dim=32)
+    cfg = dataclasses.replace(ModelConfig(), image_backbone=backbone, image_weights="none", image_head_dim=64,
+                              embed_dim=32)
     encoder = build_image_encoder(cfg, 224, (0.0, 0.0, 0.0))
+    numbers = official_numbers(encoder.get_layer("backbone"), conv_biases)
+    assert numbers.pop("count") == count
+
+    def official(n: int) -> float:
+        return 1e-4 if n == 1 else 0.02 if n % 2 == 0 else 0.001
 
     class Holder:  # the three scopes variable_keys walks
         image_encoder = encoder
@@ -68,21 +100,13 @@ def test_vgg_stage_two_filters_and_biases():
         classifier = keras.layers.Dense(3, name="classifier")
 
     Holder.classifier.build((None, 32))
-    keys = {k: m for k, _, _ in variable_keys(Holder, "vgg16") for m in [match(k, PAPER_STAGE2)[0]]}
-    assert keys["backbone.vgg16/first_conv/block1_conv1/kernel"] == 1e-4
-    assert keys["backbone.vgg16/first_conv/block1_conv1/bias"] == 0.02
-    assert keys["backbone.vgg16/conv/block3_conv2/kernel"] == 0.001
-    assert keys["backbone.vgg16/conv/fc7/kernel"] == 0.001 and keys["backbone.vgg16/conv/fc7/bias"] == 0.02
-
-
-def test_resnet_stage_two_multipliers_follow_matconvnet_parameter_order():
-    # MatConvNet resnet-50-dag order: conv W (even index after conv1's pair) x0.02, BN gamma x0.001,
-    # beta x0.02; Keras' conv biases (MatConvNet has none but conv1's) get the filters' x0.02.
-    assert match("backbone.resnet50/conv/conv2_block1_1_conv/kernel", PAPER_STAGE2)[0] == 0.02
-    assert match("backbone.resnet50/conv/conv2_block1_1_conv/bias", PAPER_STAGE2)[0] == 0.02
-    assert match("backbone.resnet50/bn/conv2_block1_1_bn/gamma", PAPER_STAGE2)[0] == 0.001
-    assert match("backbone.resnet50/bn/conv2_block1_1_bn/beta", PAPER_STAGE2)[0] == 0.02
-    assert match("backbone.resnet50/first_conv/conv1_conv/kernel", PAPER_STAGE2)[0] == 1e-4
+    keys = [k for k, _, _ in variable_keys(Holder, backbone) if k.startswith("backbone.")]
+    assert len(keys) == len(numbers) + (0 if conv_biases else 52)  # + the 52 Keras-only ResNet conv biases
+    for key in keys:
+        layer, var = key.split("/")[2:]
+        name = f"{layer}/{var}" if f"{layer}/{var}" in numbers else f"{layer}/kernel"  # Keras-only bias: its filter's
+        n = numbers[name]
+        assert match(key, PAPER_STAGE2)[0] == official(n), (key, n)
 
 
 def test_first_match_wins_and_set_changes_or_adds_a_row():

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dpcnn.cli import main
-from dpcnn.config import resolve
+from dpcnn.presets import resolve
 from dpcnn.data.prepare import ensure_prepared, load_prepared, prepare, prepared_dir, summarize
 from dpcnn.errors import DataError, DataNotFoundError, WordVectorsError
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dpcnn.config import resolve
+from dpcnn.presets import resolve
 from dpcnn.presets import PAPER_PRESETS
 
 
@@ -23,7 +23,7 @@ def test_tiny_variant_of_each_paper_preset_trains_a_step_of_each_stage(name, dat
     cfg = resolve(f"{name}:tiny", [f"data.root={data_root}"])
     data = ensure_prepared(cfg, progress=False)
     keras.utils.set_random_seed(0)
-    model = build_dual_path(cfg, data.num_classes, len(data.vocab), data.word_dim, data.pixel_mean, data.embeddings)
+    model = build_dual_path(cfg, data)
     train = data.splits["train"]
     for stage, make in ((1, pipeline.stage1_dataset), (2, pipeline.stage2_dataset)):
         task = compile_stage(model, cfg, stage, steps_per_epoch=1)

@@ -120,8 +120,7 @@ def test_overfits_a_handful_of_pairs(tiny_cfg, tiny_data):
     from dpcnn.training.stages import compile_stage
 
     cfg = apply_overrides(tiny_cfg, ["model.dropout=0", "train.stage1_schedule=1:1.0"])
-    model = build_dual_path(cfg, tiny_data.num_classes, len(tiny_data.vocab), tiny_data.word_dim,
-                            tiny_data.pixel_mean, tiny_data.embeddings)
+    model = build_dual_path(cfg, tiny_data)
     split, n = tiny_data.splits["train"], 8
     from dpcnn.data.images import decode_image
 
@@ -236,7 +235,7 @@ MIRRORED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from dpcnn.config import resolve
+    from dpcnn.presets import resolve
     from dpcnn.training.trainer import train
     out = {}
     for strategy in ("default", "mirrored"):

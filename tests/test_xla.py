@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import dual_path, random_batches
 
 from dpcnn.config import apply_overrides
 from dpcnn.presets import preset
@@ -43,42 +44,20 @@ def xla_cfg(jit: str):
 
 def batches(cfg, seed: int = 0) -> tuple[dict, dict]:
     """One stage-I and one stage-II batch of random data at the config's sizes."""
-    rng = np.random.default_rng(seed)
-    size, length = cfg.data.image_size, cfg.data.max_len
-    a, pool = cfg.train.batch_size // 2, cfg.train.negative_pool
-
-    def tokens(n):
-        return np.stack([np.r_[rng.integers(1, V + 1, k), np.zeros(length - k, int)]
-                         for k in rng.integers(2, length, n)]).astype("int32")
-
-    def images(n):
-        return rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
-
-    stage2 = {"anchor_images": images(a), "negative_images": images(a),
-              "anchor_labels": np.arange(a, dtype="int32"), "negative_labels": np.arange(a, 2 * a, dtype="int32"),
-              "positive_tokens": tokens(a), "pool_tokens": tokens(pool),
-              "pool_labels": rng.integers(0, C, pool).astype("int32")}
-    stage1 = {"images": np.concatenate([stage2["anchor_images"], stage2["negative_images"]]),
-              "tokens": np.concatenate([stage2["positive_tokens"], stage2["pool_tokens"][:a]]),
-              "labels": np.arange(2 * a, dtype="int32")}
-    return stage1, stage2
+    return random_batches(seed, cfg.train.batch_size // 2, cfg.train.negative_pool, cfg.data.image_size,
+                          cfg.data.max_len, V, min_words=2)
 
 
 @pytest.fixture(scope="module")
 def logged() -> dict:
     """{(jit, stage): the logged values of one step} for jit false/true, stages 1 and 2."""
-    import keras
-
-    from dpcnn.model.dual_path import build_dual_path
     from dpcnn.training.stages import compile_stage
 
-    vectors = np.random.default_rng(1).normal(size=(V, DIM)).astype("float32")
     out, first_weights = {}, None
     for jit in ("false", "true"):
         cfg = xla_cfg(jit)
         stage_batches = dict(zip((1, 2), batches(cfg)))
-        keras.utils.set_random_seed(0)
-        model = build_dual_path(cfg, C, V, DIM, (120.0, 110.0, 100.0), vectors)
+        model = dual_path(cfg, C, V, DIM, seed=0)
         if first_weights is None:
             first_weights = model.get_weights()
         for stage in (1, 2):

@@ -41,43 +41,21 @@ from tqdm import tqdm
 from urllib3.util import Retry
 
 from dpcnn import __version__
-from dpcnn.errors import DownloadError, UserError
+from dpcnn.errors import (  # noqa: F401  (ChecksumError … are raised here; their home is dpcnn.errors)
+    ChecksumError,
+    DataError,
+    DownloadError,
+    ManualDownloadRequired,
+    UnknownItemError,
+    UnsafeArchiveError,
+    UserError,
+)
 from dpcnn.utils import atomic_write_json, discard_file, read_json
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _TIMEOUT = (15.0, 60.0)  # seconds: connect, between two reads
-
-
-class ChecksumError(DownloadError):
-    """The downloaded bytes do not have the published size or checksum (the file was removed)."""
-
-    def __init__(self, url: str, path: Path, algorithm: str, expected: str, actual: str) -> None:
-        super().__init__(
-            f"{algorithm} mismatch for {url}\n  expected {algorithm}: {expected}\n"
-            f"  actual   {algorithm}: {actual}\nThe downloaded file ({path}) was removed. Run the "
-            "command again; if it fails the same way, the file on the server is not the one dpcnn "
-            "knows (report it).",
-            url=url,
-        )
-        self.path, self.algorithm, self.expected, self.actual = path, algorithm, expected, actual
-
-
-class UnsafeArchiveError(UserError, ValueError):
-    """An archive member that would land outside the target, or a link or special file."""
-
-    def __init__(self, archive: Path, member: str, reason: str) -> None:
-        super().__init__(f"refusing to extract {archive}: member {member!r} {reason}")
-        self.archive, self.member, self.reason = archive, member, reason
-
-
-class ManualDownloadRequired(RuntimeError):
-    """The dataset cannot be fetched automatically; the message holds the manual steps."""
-
-
-class UnknownItemError(UserError, ValueError):
-    """The name is not in the download registry; the message lists the valid names."""
 
 
 @dataclass(frozen=True)
@@ -421,7 +399,7 @@ def safe_extract(archive: str | Path, target: str | Path, *, exclude: Sequence[s
             except getattr(tarfile, "FilterError", ()) as err:
                 raise UnsafeArchiveError(archive, err.tarinfo.name, f"was refused: {err}") from err
     else:
-        raise ValueError(f"{archive} is neither a zip nor a tar archive")
+        raise DataError(f"{archive} is neither a zip nor a tar archive: delete it and download it again")
 
 
 # --- Registry items ---

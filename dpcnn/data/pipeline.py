@@ -13,7 +13,7 @@ Pixels stay 0-255 RGB floats; the mean is subtracted inside the model. The crop 
 and the clipping are computed for the whole batch at once; only the crop-and-resize is per image.
 
 Captions (PAPER_SPEC §2.1): left-aligned ids, shifted to a random start in {0 … L − len}.
-Stage-II negatives come from :mod:`dpcnn.training.mining` (the pool rule).
+Stage-II candidate negatives come from :mod:`dpcnn.data.negatives` (the pool rule).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from dpcnn.config import Config, DataConfig
+from dpcnn.data import negatives as candidate_pool
 from dpcnn.data.images import decode_image
-from dpcnn.training import mining
+from dpcnn.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class CaptionGroups:
         ends = np.searchsorted(caption_key[order], key, side="right")
         if np.any(ends <= starts):
             missing = np.nonzero(ends <= starts)[0][:5]
-            raise ValueError(f"training images without captions (indices {missing.tolist()}): run `dpcnn prepare` again")
+            raise DataError(f"training images without captions (indices {missing.tolist()}): run `dpcnn prepare` again")
         members = np.concatenate([order[s:e] for s, e in zip(starts, ends)]).astype(np.int32)
         offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int32)
         return CaptionGroups(offsets=offsets, members=members)
@@ -174,7 +175,7 @@ def _decode_all(paths: np.ndarray, sizes: np.ndarray) -> tuple[tf.Tensor, tf.Ten
     flat = np.concatenate(list(ds.as_numpy_iterator()))
     offsets = np.concatenate([[0], np.cumsum(sizes[:, 0].astype(np.int64) * sizes[:, 1] * 3)])
     if len(flat) != offsets[-1]:
-        raise ValueError("a training image's decoded size differs from the one prepare recorded: run `dpcnn prepare` again")
+        raise DataError("a training image's decoded size differs from the one prepare recorded: run `dpcnn prepare` again")
     log.info("decoded %d training images into memory (%.1f MB)", len(paths), total / 1e6)
     return tf.constant(flat), tf.constant(offsets)
 
@@ -236,7 +237,7 @@ def steps_per_epoch(num_images: int, batch_size: int, configured: int = 0) -> in
     if configured > 0:
         return configured
     if num_images < batch_size:
-        raise ValueError(f"{num_images} training images cannot fill one batch of {batch_size}: lower train.batch_size")
+        raise ConfigError(f"{num_images} training images cannot fill one batch of {batch_size}: lower train.batch_size")
     return num_images // batch_size
 
 
@@ -288,7 +289,7 @@ def stage2_dataset(split, cfg: Config, first_epoch: int, last_epoch: int, skip_s
     """Stage-II batches (PAPER_SPEC §4.2) for epochs [first_epoch, last_epoch).
 
     Per step, from the epoch's permutation: A = B/2 anchors and A random negative images; one
-    caption of each anchor (position-shifted); the candidate pool of :mod:`dpcnn.training.mining`
+    caption of each anchor (position-shifted); the candidate pool of :mod:`dpcnn.data.negatives`
     (``hard``: P captions of images outside the batch, each with its own shift; ``random``: one
     caption and one image of another identity per anchor, P = A, row i belongs to anchor i).
     Element: {"anchor_images", "negative_images": [A, S, S, 3], "anchor_labels",
@@ -298,7 +299,7 @@ def stage2_dataset(split, cfg: Config, first_epoch: int, last_epoch: int, skip_s
     batch, n = cfg.train.batch_size, tables.n
     half = batch // 2
     if n <= batch:
-        raise ValueError(f"stage II needs more training images ({n}) than a batch ({batch}): negatives come from outside the batch")
+        raise ConfigError(f"stage II needs more training images ({n}) than a batch ({batch}): negatives come from outside the batch; lower train.batch_size")
     steps = steps_per_epoch(n, batch, cfg.train.steps_per_epoch)
     seed = cfg.train.seed + 1000
     random_mining = cfg.train.negative_mining == "random"
@@ -311,12 +312,12 @@ def stage2_dataset(split, cfg: Config, first_epoch: int, last_epoch: int, skip_s
         negatives = tf.gather(perm, (base[:, None] + half + tf.range(half)[None, :]) % n)
         if random_mining:
             anchor_ids = tf.gather(tables.identities, anchors)
-            negatives = mining.different_identity(perm, base, batch, n, tf.random.stateless_uniform(
+            negatives = candidate_pool.different_identity(perm, base, batch, n, tf.random.stateless_uniform(
                 [steps, half, tries], _seed(seed, 5, epoch)), tables.identities, anchor_ids)
-            pool_images = mining.different_identity(perm, base, batch, n, tf.random.stateless_uniform(
+            pool_images = candidate_pool.different_identity(perm, base, batch, n, tf.random.stateless_uniform(
                 [steps, half, tries], _seed(seed, 6, epoch)), tables.identities, anchor_ids)
         else:
-            pool_images = mining.pool_images(perm, base, batch, n, tf.random.stateless_uniform(
+            pool_images = candidate_pool.pool_images(perm, base, batch, n, tf.random.stateless_uniform(
                 [steps, pool], _seed(seed, 4, epoch)))
         return tf.data.Dataset.from_tensor_slices({
             "anchors": anchors, "negatives": negatives, "pool_images": pool_images,

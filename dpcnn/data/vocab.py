@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dpcnn.errors import DataError
 from dpcnn.utils import atomic_write_json
 
 DEFAULT_SPLIT_CHARS = " -.,()"
@@ -167,17 +168,17 @@ class Vocabulary:
     @classmethod
     def from_dict(cls, data: dict, source: str = "vocabulary") -> Vocabulary:
         if not isinstance(data, dict) or data.get("format") != VOCAB_FORMAT:
-            raise ValueError(
+            raise DataError(
                 f"{source}: not a dpcnn vocabulary file (expected format {VOCAB_FORMAT!r})"
             )
         if data.get("version") != VOCAB_FORMAT_VERSION:
-            raise ValueError(
+            raise DataError(
                 f"{source}: vocabulary format version {data.get('version')!r} is not supported "
                 f"(expected {VOCAB_FORMAT_VERSION}); rebuild it with `dpcnn prepare`"
             )
         words = data.get("words")
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-            raise ValueError(f"{source}: 'words' must be a list of strings")
+            raise DataError(f"{source}: 'words' must be a list of strings; rebuild it with `dpcnn prepare`")
         return cls(words, split_chars=data["split_chars"], lowercase=data["lowercase"])
 
     def save(self, path: str | Path) -> None:
@@ -191,7 +192,7 @@ class Vocabulary:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(
+            raise DataError(
                 f"{path}: vocabulary file is not valid JSON ({e}); rebuild it with `dpcnn prepare`"
             ) from e
         return cls.from_dict(data, source=str(path))

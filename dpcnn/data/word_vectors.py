@@ -22,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 
 from dpcnn.data.vocab import DEFAULT_SPLIT_CHARS, Vocabulary, _split_table, _tokenize_with
-from dpcnn.errors import WordVectorsError
+from dpcnn.errors import DataError, WordVectorsError
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def read_word_vectors(
     """
     path, t0 = Path(path), time.perf_counter()
     if not any(wanted):
-        raise ValueError("no words wanted: the vocabulary captions produced no tokens")
+        raise DataError("no words wanted: the vocabulary captions produced no tokens (check data.split_chars and the captions)")
     with _open(path) as f:
         try:
             header = f.readline(MAX_HEADER_BYTES)
@@ -276,7 +276,7 @@ def build_vocabulary_and_matrix(
         n_captions, n_empty = n_captions + 1, n_empty + (not tokens)
         counts.update(tokens)
     if not counts:
-        raise ValueError(f"the {n_captions} vocabulary captions contain no tokens")
+        raise DataError(f"the {n_captions} vocabulary captions contain no tokens (check data.split_chars and the captions)")
     found = read_word_vectors(vectors_path, counts.keys(), expected_dim)
     vocab = Vocabulary(found.words, split_chars=split_chars, lowercase=lowercase)
     in_vocab = set(found.words)

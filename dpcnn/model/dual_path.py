@@ -13,7 +13,7 @@ A pure, serialisable Keras model with no training state: the stages of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -92,15 +92,38 @@ class DualPath(keras.Model):
         return cls(**config)
 
 
-def build_dual_path(cfg, num_classes: int, vocab_size: int, word_dim: int, pixel_mean: Sequence[float],
-                    word_vectors: np.ndarray | None = None) -> DualPath:
-    """A built DualPath (weights created) for a config: the one code path for every preset and size."""
+@dataclass(frozen=True)
+class ModelSizes:
+    """What a DualPath is built from besides the config: its data's sizes and statistics."""
+
+    num_classes: int
+    """Instance classes of the shared classifier (training images, or person IDs)."""
+    vocab_size: int
+    word_dim: int
+    pixel_mean: tuple[float, ...]
+    """RGB mean subtracted by the image branch."""
+    word_vectors: np.ndarray | None = None
+    """float [vocab_size, word_dim]: the initial fc2 weights (word2vec); None: random (a model
+    whose weights are loaded next)."""
+
+    @classmethod
+    def of(cls, data) -> ModelSizes:
+        """From prepared data (:class:`dpcnn.data.prepare.PreparedData`), or ``data`` itself."""
+        if isinstance(data, ModelSizes):
+            return data
+        return cls(data.num_classes, len(data.vocab), data.word_dim, tuple(data.pixel_mean), data.embeddings)
+
+
+def build_dual_path(cfg, data) -> DualPath:
+    """A built DualPath (weights created) for a config and its data (prepared data or
+    :class:`ModelSizes`): the one code path for every preset and size."""
     from dpcnn.model.image_branch import build_image_encoder
     from dpcnn.model.text_branch import build_text_encoder
 
-    image_encoder = build_image_encoder(cfg.model, cfg.data.image_size, pixel_mean)
-    text_encoder = build_text_encoder(cfg.model, vocab_size, word_dim, cfg.data.max_len, word_vectors)
-    model = DualPath(image_encoder, text_encoder, num_classes, classifier_bias=cfg.model.classifier_bias,
+    sizes = ModelSizes.of(data)
+    image_encoder = build_image_encoder(cfg.model, cfg.data.image_size, sizes.pixel_mean)
+    text_encoder = build_text_encoder(cfg.model, sizes.vocab_size, sizes.word_dim, cfg.data.max_len, sizes.word_vectors)
+    model = DualPath(image_encoder, text_encoder, sizes.num_classes, classifier_bias=cfg.model.classifier_bias,
                      dropout=cfg.model.dropout, name="dual_path")
     size = cfg.data.image_size
     model({"images": np.zeros((2, size, size, 3), "float32"), "tokens": np.zeros((2, cfg.data.max_len), "int32")})

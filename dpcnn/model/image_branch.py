@@ -38,7 +38,7 @@ _VGGS = {
 _WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
-from dpcnn.errors import WeightsUnavailableError  # noqa: E402
+from dpcnn.errors import ConfigError, WeightsUnavailableError  # noqa: E402
 
 
 def uses_caffe_weights(cfg: ModelConfig) -> bool:
@@ -151,7 +151,7 @@ def pool_size_at(backbone: keras.Model, image_size: int, cfg: ModelConfig) -> in
         return 0
     shape = backbone.compute_output_shape((1, image_size, image_size, 3))
     if shape[1] is None or shape[1] < 1:
-        raise ValueError(f"data.image_size={image_size} is too small for {cfg.image_backbone}")
+        raise ConfigError(f"data.image_size={image_size} is too small for model.image_backbone={cfg.image_backbone}: raise data.image_size")
     return int(shape[1])
 
 

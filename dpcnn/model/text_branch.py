@@ -10,8 +10,11 @@ Every convolution has no bias and is followed by BN. A block is
 ``1×1 (in→mid) BN ReLU · left-pad 1 · 1×2 (mid→mid, stride s) BN ReLU · 1×1 (mid→out) BN``, plus a
 shortcut (a 1×1 stride-s projection + BN in each stage's first block, identity otherwise), then
 ReLU after the add. The 1×2 convolutions pad on the left only (MatConvNet ``pad [0,0,1,0]``), so
-with stride 2 the last word slot is seen only by the projection — reproduced with an explicit
-``ZeroPadding1D((1, 0))`` and a ``valid`` convolution (Keras ``same`` would differ).
+with stride 2 output j's window covers slots (2j − 1, 2j) and the stride-2 projection reads slot
+2j: at an even length (L = 32 or 56, and half of it at the next stride-2 stage) the last slot is
+seen by neither path. Reproduced with an explicit ``ZeroPadding1D((1, 0))`` and a ``valid``
+convolution (Keras ``same`` would differ); over the two stride-2 stages the last three slots never
+reach the output.
 
 Layer names follow the stage/block structure; the official names are ``fc2_1..fc2_3`` (stage A),
 ``fc2_4, fc3_2..4`` (B), ``fc3_5, fc4_2..6`` (C), ``fc4_7`` (D), ``fc5_2``.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dpcnn.errors import RunError
 from dpcnn.utils import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,11 @@ def read_history(path: Path) -> HistorySeries:
     """Parse the CSVLogger history of both stages (rows ordered by stage, then epoch)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no training history at {path}: train the run first")
+        raise RunError(f"no training history at {path}: train the run first")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
-        raise ValueError(f"{path} has no epochs yet")
+        raise RunError(f"{path} has no epochs yet: train the run for at least one epoch")
 
     def num(text) -> float:
         try:
@@ -80,9 +81,8 @@ def plot_history(run) -> Path:
     validation R@K and rsum per epoch, stage I and II on one epoch axis with a line at the boundary."""
     from matplotlib.ticker import MaxNLocator
 
-    from dpcnn.run import CURVES, HISTORY
 
-    h = read_history(run.path / HISTORY)
+    h = read_history(run.history_path)
     fig = new_figure(13, 8.5)
     axes = fig.subplots(2, 2)
     panels = [
@@ -116,7 +116,7 @@ def plot_history(run) -> Path:
             ax.text(h.boundary, 1.0, " stage II →", transform=ax.get_xaxis_transform(), ha="left", va="top",
                     fontsize=8, color="grey")
     fig.suptitle(f"training history — {run.path.name}")
-    return save_png(fig, run.path / CURVES)
+    return save_png(fig, run.curves_path)
 
 
 def choose_examples(ranks: np.ndarray, n_success: int = 4, n_failure: int = 2) -> list[int]:
@@ -184,7 +184,7 @@ def plot_examples(run, stage: int, split: str, arrays, image_feats: np.ndarray, 
 
     arrays: the split's SplitArrays; image_feats float [N, D], text_feats float [M, D].
     """
-    out = Path(out) if out is not None else run.result_path(stage, split, "examples", ".png")
+    out = Path(out) if out is not None else run.examples_path(stage, split)
     ranks = caption_ranks(image_feats, text_feats, arrays.caption_image)
     chosen = choose_examples(ranks, n_success, n_failure)
     if not chosen:

@@ -162,11 +162,10 @@ def _synthetic_note(cfg: Config) -> str:
 def write_markdown(run, split: str = "test") -> list[Path]:
     """(Re)write the metrics.md files that the existing metrics files of ``split`` call for
     (``run``: a :class:`dpcnn.run.Run`). Returns the files written."""
-    found = {s: read_json(run.result_path(s, split, "metrics", ".json"))
-             for s in (1, 2) if run.result_path(s, split, "metrics", ".json").is_file()}
+    found = {s: read_json(run.metrics_path(s, split)) for s in (1, 2) if run.metrics_path(s, split).is_file()}
     written = []
     for stage in sorted(found):
-        path = run.result_path(stage, split, "metrics", ".md")
+        path = run.metrics_path(stage, split, ".md")
         shown = {1: found[1]} if stage == 1 else found
         atomic_write_text(path, render_markdown(run.config, shown, run.path.name))
         written.append(path)

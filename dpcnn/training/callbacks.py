@@ -143,7 +143,7 @@ class ValidationRetrieval(keras.callbacks.Callback):
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         due = self.every > 0 and ((epoch + 1) % self.every == 0 or epoch + 1 == self.last_epoch)
         diverged = not math.isfinite(float(logs.get("loss", 0.0)))
-        if self.split is not None and (self._first or due) and not diverged:
+        if self.split is not None and self.every > 0 and (self._first or due) and not diverged:
             values = validation_metrics(self.embedder, self.split, self.reid)
             log.info("stage %d epoch %d validation: %s", self.stage, epoch + 1,
                      ", ".join(f"{k[4:]} {v:.1f}" for k, v in values.items()))

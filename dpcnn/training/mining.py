@@ -1,8 +1,7 @@
-"""Negatives for the ranking loss (PAPER_SPEC §4.2): the candidate pool rule and the hardest choice.
+"""Negatives for the ranking loss (PAPER_SPEC §4.2): the hardest choice, in the stage-II step.
 
-The pool rule runs in the stage-II input pipeline (:func:`pool_images`, :func:`different_identity`:
-pure functions of index tensors, drawn statelessly by (seed, epoch)); the choice runs in the
-stage-II step (:func:`mine`):
+The candidate pool is drawn in the stage-II input pipeline (:mod:`dpcnn.data.negatives`); the
+choice runs in the stage-II step (:func:`mine`):
 
 - ``hard`` (Flickr30k, MSCOCO): 256 candidate captions per step, each of a training image outside
   the step's batch, drawn with replacement, each with its own position shift. The anchors' and the
@@ -18,28 +17,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 from keras import ops
-
-
-def pool_images(perm: tf.Tensor, base: tf.Tensor, batch: int, n: int, uniform: tf.Tensor) -> tf.Tensor:
-    """Training images outside a step's batch, with replacement.
-
-    perm int [n] (the epoch's image order), base int [...] (each step's first position in it),
-    uniform float [..., P] → image indices int [..., P] at positions base + batch + r, r in [0, n − batch).
-    """
-    r = tf.cast(tf.floor(uniform * float(n - batch)), tf.int32)
-    return tf.gather(perm, (base[..., None] + batch + tf.minimum(r, n - batch - 1)) % n)
-
-
-def different_identity(perm, base, batch: int, n: int, uniform, identities, anchor_ids) -> tf.Tensor:
-    """For each anchor, the first of ``tries`` images outside the batch whose identity differs.
-
-    uniform float [S, A, tries], identities int [n], anchor_ids int [S, A] → image indices [S, A]
-    (with a person that fills the whole training set the last draw is kept).
-    """
-    candidates = pool_images(perm, base[:, None], batch, n, uniform)  # [S, A, tries]
-    differs = tf.not_equal(tf.gather(identities, candidates), anchor_ids[..., None])
-    first = tf.argmax(tf.cast(differs, tf.int32), axis=-1, output_type=tf.int32)
-    return tf.gather(candidates, first, batch_dims=2)
 
 
 def hardest_negatives(anchor_features, candidate_features):

@@ -1,6 +1,7 @@
-"""Per-parameter learning-rate multipliers as data, and the BN-momentum rule beside them (PAPER_SPEC §5).
+"""Per-parameter learning-rate multipliers applied to a model, and the BN-momentum rule beside them (PAPER_SPEC §5).
 
-A stage's multipliers are a table of ``(pattern, multiplier)`` rows (``train.stage1_multipliers``,
+A stage's multipliers are a table (the paper's: :data:`dpcnn.config.PAPER_STAGE1` / ``PAPER_STAGE2``;
+the CPU presets': :mod:`dpcnn.presets`) of ``(pattern, multiplier)`` rows (``train.stage1_multipliers``,
 ``train.stage2_multipliers``); every trainable variable takes the multiplier of the **first**
 row whose pattern (``fnmatch`` syntax, ``*`` matches anything, ``/`` included) matches its key
 
@@ -24,33 +25,11 @@ Keras' ``trainable=False`` (running statistics). Otherwise the backbone BN momen
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-Rules = tuple[tuple[str, float], ...]
-
-PAPER_STAGE1: Rules = (
-    ("backbone.*", 0.0),                   # the ImageNet backbone is frozen (LR 0, weight decay 0)
-    ("classifier/*/kernel", 0.01),         # shared W: a conv followed by a loss layer
-    ("classifier/*/bias", 0.02),
-    ("text/embedding/*", 1e-3),            # fc2 (word2vec) weight and bias
-    ("*/bn/*/gamma", 0.2),
-    ("*/bn/*/beta", 0.1),
-    ("*", 0.1),                            # every other new conv / dense weight
-)
-"""Stage I of every paper preset (``initParams.m``; issue #4: the classifier's 0.1 × 0.01 = 0.001)."""
-
-PAPER_STAGE2: Rules = (
-    ("backbone.*/first_conv/*/kernel", 1e-4),   # params(1), conv1's filter
-    ("backbone.vgg*/*/kernel", 0.001),          # VGG filters: odd params ×0.001 (…_Rankloss_vgg19.m:7-14)
-    ("backbone.vgg*/*/bias", 0.02),             # VGG biases: even params ×0.02
-    ("backbone.*/bn/*/gamma", 0.001),           # ResNet (resnet52_new_hope_word_Rankloss.m:7-14, the
-    ("backbone.*/bn/*/beta", 0.02),             # MatConvNet order conv W, then BN γ, β, moments)
-    ("backbone.*", 0.02),                       # ResNet filters (and the biases Keras' convs have)
-    *PAPER_STAGE1[1:],                          # new layers keep their stage-I multipliers
-)
-"""Stage II of every paper preset: the whole network trains (PAPER_SPEC §5)."""
+from dpcnn.config import PAPER_STAGE1, PAPER_STAGE2, Rules  # noqa: F401  (the tables live with the config)
 
 
 @dataclass(frozen=True)
@@ -65,7 +44,7 @@ class ParamGroup:
     wd_mult: float = 1.0
 
 
-# keras is imported inside the functions: dpcnn.config reads the tables above without TensorFlow.
+# keras is imported inside the functions: importing this module costs no TensorFlow.
 
 
 def _leaves(layer) -> Iterator:
@@ -161,18 +140,3 @@ def configure_backbone_bn(model, rules: Rules, cfg, stage: int) -> str:
     for layer in bns:
         layer.momentum = momentum
     return f"trained, BN momentum {momentum}"
-
-
-def update_rules(rules: Rules, changes: Sequence[tuple[str, float]]) -> Rules:
-    """``--set`` on a table: a row with the same pattern gets the new multiplier; a new pattern is
-    put first (first match wins, so it takes precedence over the rows it overlaps)."""
-    table = [list(r) for r in rules]
-    new = []
-    for pattern, mult in changes:
-        for row in table:
-            if row[0] == pattern:
-                row[1] = float(mult)
-                break
-        else:
-            new.append((pattern, float(mult)))
-    return tuple(new) + tuple((p, float(m)) for p, m in table)

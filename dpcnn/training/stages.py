@@ -21,12 +21,13 @@ draws the masks an uninterrupted one draws.
 from __future__ import annotations
 
 import logging
+import types
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from dpcnn import losses
+from dpcnn import compat, losses
 from dpcnn.training import mining
 from dpcnn.training.multipliers import configure_backbone_bn, parameter_groups
 from dpcnn.training.optimizer import make_optimizer
@@ -49,7 +50,7 @@ class Stage(keras.Model):
         self.margin = float(margin)
         self.mining_mode = mining_mode
         self._trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
-        object.__setattr__(self, "train_variables", [])  # the model's variables: not tracked twice
+        self._untracked = types.SimpleNamespace(train_variables=[])  # the model's variables, outside Keras' tracking
         self.built = True
 
     @property
@@ -59,11 +60,12 @@ class Stage(keras.Model):
     def call(self, inputs, training: bool = False):
         return self.dual_path(inputs, training=training)
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Nothing to build: :func:`compile_stage` builds the optimiser and the stage has no compiled
-        losses or metrics. (Keras would draw a batch and ``strategy.reduce`` it, which fails for
-        dict batches under MultiWorkerMirroredStrategy; Keras 3.13-3.15.)"""
-        return
+    _maybe_symbolic_build = compat.skip_symbolic_build  # dpcnn.compat, entry 1
+
+    @property
+    def train_variables(self) -> list:
+        """The variables this stage trains (set by :func:`compile_stage`); the model owns them."""
+        return self._untracked.train_variables
 
     def dropout_seed(self, branch: int):
         """int32 [2]: (seed, branch, replica) and the optimiser step."""
@@ -102,7 +104,7 @@ class Stage(keras.Model):
             self._trackers[name].update_state(value)
         results = {name: tracker.result() for name, tracker in self._trackers.items()}
         strategy = tf.distribute.get_strategy()
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
+        if compat.multi_worker_collective(strategy):
             # Keras reduces a multi-worker step's logs with reduce("MEAN", axis=0): give them that axis.
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
         return results
@@ -167,7 +169,7 @@ def compile_stage(model, cfg, stage: int, steps_per_epoch: int) -> Stage:
         task = RankingStage(model, t.stage2_loss_weights, seed=t.seed, margin=t.margin, mining_mode=t.negative_mining)
     schedule = t.stage1_schedule if stage == 1 else t.stage2_schedule
     task.compile(optimizer=make_optimizer(groups, t, schedule, steps_per_epoch), jit_compile=jit_compile(t.jit_compile))
-    object.__setattr__(task, "train_variables", [g.variable for g in groups])
+    task._untracked.train_variables = [g.variable for g in groups]
     task.optimizer.build(task.train_variables)
     log.info("stage %d: backbone %s; %d trained tensors (%d parameters)", stage, backbone, len(groups),
              sum(int(np.prod(g.variable.shape)) for g in groups))

@@ -24,7 +24,7 @@ import keras
 from dpcnn.config import Config
 from dpcnn.data import pipeline
 from dpcnn.errors import DivergedError, RunError
-from dpcnn.run import DATA_REPORT, HISTORY, LAST_GOOD, Run
+from dpcnn.run import DATA_REPORT, Run
 from dpcnn.run_lock import RunLock
 from dpcnn.training import backups, callbacks
 from dpcnn.training.distribute import is_chief, make_strategy, precision_policy
@@ -79,7 +79,7 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
     if scratch is not None:
         log.info("stage %d: this worker is not the chief: its backups go to the scratch folder %s", stage, scratch)
     if chief:
-        trim_history(run.path / HISTORY, stage, first_epoch)
+        trim_history(run.history_path, stage, first_epoch)
 
     make = pipeline.stage1_dataset if stage == 1 else pipeline.stage2_dataset
     val = data.splits["val"].subset(cfg.train.val_images) if data.splits["val"].num_images else None
@@ -93,7 +93,7 @@ def run_stage(model, data, cfg: Config, run: Run, stage: int, verbose: int = 1, 
         hooks = [callbacks.ValidationRetrieval(embedder, val, stage, cfg.train.validate_every,
                                                "reid" in cfg.eval.protocols, epochs), guard]
         if chief:
-            hooks += [keras.callbacks.CSVLogger(str(run.path / HISTORY), append=True),
+            hooks += [keras.callbacks.CSVLogger(str(run.history_path), append=True),
                       keras.callbacks.TensorBoard(str(run.tensorboard_dir / f"stage{stage}"), write_graph=False)]
         previous, hook = hook, callbacks.Backup(scratch or backup, cfg.train.backup_every, cfg.train.backup_minutes, guard,
                                                 step_offset=skip, pending_metric_state=metric_state, keep=state)
@@ -144,7 +144,7 @@ def _stop_diverged(task, model, run: Run, stage: int, backup: Path, guard: callb
     if state is None:
         raise DivergedError(f"the loss became NaN at {where} before any backup was written: lower the learning "
                             f"rate (train.stage{stage}_schedule) and train again with --overwrite")
-    keep = run.stage_dir(stage) / LAST_GOOD
+    keep = run.last_good_path(stage)
     save_model_weights(model, keep)
     raise DivergedError(f"the loss became NaN at {where}. The last good weights (epoch {state['epoch'] + 1}, "
                         f"step {state['step']}) are kept in {keep} and in {backup}. Lower the learning rate or "
@@ -172,11 +172,11 @@ def _train_locked(cfg: Config, run: Run, data, stages: tuple[int, ...], verbose:
     if chief:
         run.write_env()
         run.write_inference_info(data)
-        shutil.copyfile(data.directory / DATA_REPORT, run.path / DATA_REPORT)
+        shutil.copyfile(data.directory / DATA_REPORT, run.data_report_path)
     keras.utils.set_random_seed(cfg.train.seed)
     trained = set()
     with precision_policy(cfg.train.mixed_precision), strategy.scope():
-        model = build_dual_path(cfg, data.num_classes, len(data.vocab), data.word_dim, data.pixel_mean, data.embeddings)
+        model = build_dual_path(cfg, data)
         for s in stages:  # ``trained``: the stages whose weights the model holds now
             if run.stage_done(s):
                 log.info("stage %d already finished in %s", s, run.path)

@@ -17,6 +17,7 @@ from dpcnn.data.coco_captions import read_coco_format
 from dpcnn.data.datasets import DatasetSpec
 from dpcnn.data.files import require
 from dpcnn.data.manifest import Exclusions, ImageRecord
+from dpcnn.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def _files(data: DataConfig) -> dict[str, Path]:
     from dpcnn.data import shapes
 
     if not data.images:
-        raise ValueError("the synthetic dataset is read from the folder generate() wrote: pass it as data.images")
+        raise ConfigError("the synthetic dataset is read from the folder generate() wrote: pass it as data.images")
     return shapes.caption_files(Path(data.images))
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dpcnn.config import resolve
+from dpcnn.presets import resolve
 from dpcnn.report.markdown import PAPER_SIZE_COMMAND
 from dpcnn.run import Run
 from dpcnn.utils import atomic_write_json, read_json
@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 def run_demo(run_path: Path, overwrite: bool = False, overrides: Sequence[str] = (), progress: bool = True) -> str:
     """Train and evaluate the demo preset into ``run_path``; returns a short summary for the terminal."""
+    from dpcnn.commands.evaluate import evaluate_run
     from dpcnn.data.prepare import ensure_prepared, summarize
-    from dpcnn.evaluation import evaluate_run
     from dpcnn.training.trainer import train
 
     cfg = resolve("demo", overrides)
@@ -46,14 +46,14 @@ def run_demo(run_path: Path, overwrite: bool = False, overrides: Sequence[str] =
         evaluate_run(run.path, stage=stage, progress=progress)
     timings["eval_s"] = time.time() - t
     timings["total_s"] = time.time() - start
-    atomic_write_json(run.path / "timings.json", {k: round(v, 1) for k, v in timings.items()})
-    stage1 = read_json(run.result_path(1, "test", "metrics", ".json"))["full"]
-    stage2 = read_json(run.result_path(2, "test", "metrics", ".json"))["full"]
+    atomic_write_json(run.timings_path, {k: round(v, 1) for k, v in timings.items()})
+    stage1 = read_json(run.metrics_path(1))["full"]
+    stage2 = read_json(run.metrics_path(2))["full"]
     return "\n".join([
         f"demo finished in {timings['total_s'] / 60:.1f} min "
         f"(prepare {timings['prepare_s']:.0f} s, train {timings['train_s']:.0f} s, eval {timings['eval_s']:.0f} s)",
         f"test split: {stage2['num_images']} unseen images x {stage2['num_captions']} captions",
         f"rsum  stage I {stage1['rsum']:.1f}   stage II {stage2['rsum']:.1f}   (chance ≈ 32, max 600)",
-        f"report: {run.path / 'metrics.md'}   pictures: {run.path / 'examples.png'}, {run.path / 'curves.png'}",
+        f"report: {run.metrics_path(2, suffix='.md')}   pictures: {run.examples_path(2)}, {run.curves_path}",
         f"This is the CPU-sized configuration; the paper-size model on the same data: {PAPER_SIZE_COMMAND}",
     ])
