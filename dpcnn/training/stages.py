@@ -79,8 +79,7 @@ class Stage(keras.Model):
         m = self.dual_path
         image_emb = m.image_embedding(images, training=True)
         text_emb = m.text_embedding(tokens, training=True)
-        image_logits = m.logits(image_emb, self.dropout_seed(1))
-        text_logits = m.logits(text_emb, self.dropout_seed(2))
+        image_logits, text_logits = m.logits_pair(image_emb, text_emb, self.dropout_seed(1), self.dropout_seed(2))
         values = {
             "image_loss": losses.instance_loss(image_labels, image_logits),
             "text_loss": losses.instance_loss(text_labels, text_logits),
