@@ -9,15 +9,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT
 from PIL import Image
 
 from dpcnn.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -77,7 +75,7 @@ def test_bad_word_vector_file(own_data, capsys):
     (["prepare", "--config", "missing.json"], "prepare", "does not exist"),
     (["prepare", "--config", "coco", "--set", "data.root=/nonexistent-root"], "prepare", "dpcnn download karpathy-splits"),
     (["eval", "--run", "/nonexistent/run"], "eval", "does not exist"),
-    (["export", "--run", "/nonexistent/run", "--out", "/tmp/x"], "export", "does not exist"),
+    (["export", "--run", "/nonexistent/run", "--out", "/nonexistent/export"], "export", "does not exist"),
     (["search", "--model", "/nonexistent/model", "--text", "a red circle"], "search", "does not exist"),
     (["download", "imagenet"], "download", "unknown download 'imagenet'"),
 ])

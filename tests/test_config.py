@@ -106,14 +106,24 @@ def test_saved_config_loads_back(tmp_path):
     assert resolve(str(tmp_path / "config.json")) == cfg
 
 
-def test_paper_presets_stop_stage_two_at_the_tested_epoch():
+OFFICIAL_STAGE2 = {
+    # PAPER_SPEC §5 "Schedules": the official stage-II script's global LR, epoch by epoch, and the
+    # epoch its test script loads (net-epoch-N).
+    "flickr30k": ([0.1] * 40 + [0.01] * 20, 60),
+    # train_coco_Rankloss_shift_hard.m trains 15 x 0.1, 5 x 0.01, 1 x 0.001;
+    # test_coco/extract_pic_feature_word2_plus.m:2 loads net-epoch-20.
+    "coco": ([0.1] * 15 + [0.01] * 5 + [0.001], 20),
+    # train_cuhk_Rankloss_shift.m trains 40 x 0.1, 21 x 0.01;
+    # test_cuhk/extract_pic_feature_word2_plus.m:2 loads net-epoch-60.
+    "cuhk-pedes": ([0.1] * 40 + [0.01] * 21, 60),
+}
+
+
+@pytest.mark.parametrize("name", PAPER_PRESETS)
+def test_paper_presets_train_stage_two_as_the_official_script_up_to_the_tested_epoch(name):
     from dpcnn.training.optimizer import schedule_epochs
 
-    # test_coco/extract_pic_feature_word2_plus.m:2 loads net-epoch-20 of the 21 epochs that
-    # train_coco_Rankloss_shift_hard.m trains (15 x 0.1, 5 x 0.01, 1 x 0.001).
-    coco = preset("coco").train.stage2_schedule
-    assert schedule_epochs(coco) == 20 and coco == ((15, 0.1), (5, 0.01))
-    # test_cuhk/extract_pic_feature_word2_plus.m:2 loads net-epoch-60 of the 61 epochs of
-    # train_cuhk_Rankloss_shift.m (40 x 0.1, 21 x 0.01).
-    cuhk = preset("cuhk-pedes").train.stage2_schedule
-    assert schedule_epochs(cuhk) == 60 and cuhk == ((40, 0.1), (20, 0.01))
+    schedule = preset(name).train.stage2_schedule
+    rates, tested = OFFICIAL_STAGE2[preset(name).data.dataset]
+    assert schedule_epochs(schedule) == tested
+    assert [lr for epochs, lr in schedule for _ in range(epochs)] == rates[:tested]  # the LR of every epoch

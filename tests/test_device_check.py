@@ -11,11 +11,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 CONDITIONS = ("mixed_float16", "mixed_float16+xla", "float32")
 ITEMS = ("resnet50", "stage1", "stage2")
 
@@ -24,9 +23,9 @@ ITEMS = ("resnet50", "stage1", "stage2")
 def test_device_check_smoke_writes_the_json_and_the_table(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "device_check.py"), "--smoke", "--out", str(out),
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_check.py"), "--smoke", "--out", str(out),
                            "--data", str(tmp_path / "data")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     result = json.loads((out / "device_check.json").read_text())

@@ -286,7 +286,7 @@ def test_download_extracts_skips_excluded_and_checks_the_layout(server, tmp_path
 
 _UNSAFE = {
     "dotdot": ([("ok.txt", b"ok"), ("a/../../evil.txt", b"evil")], "a/../../evil.txt", "'..'"),
-    "absolute": ([("ok.txt", b"ok"), ("/tmp/dpcnn-abs-evil.txt", b"evil")], "/tmp/dpcnn-abs-evil.txt", "absolute"),
+    "absolute": ([("ok.txt", b"ok"), ("{tmp}/abs-evil.txt", b"evil")], "{tmp}/abs-evil.txt", "absolute"),
     "symlink": ([("ok.txt", b"ok"), ("sub/link", "b.txt")], "sub/link", "link"),  # even one that stays inside
 }
 
@@ -295,12 +295,15 @@ _UNSAFE = {
 @pytest.mark.parametrize("name", ["a.zip", "a.tar.gz"])
 def test_extract_refuses_unsafe_members_before_writing_anything(tmp_path, name, case):
     entries, member, reason = _UNSAFE[case]
+    # "{tmp}": an absolute path outside the target folder, in this test's own folder (not /tmp)
+    entries = [(path.replace("{tmp}", str(tmp_path)), data) for path, data in entries]
+    member = member.replace("{tmp}", str(tmp_path))
     archive = (_zip if name.endswith(".zip") else _tar)(tmp_path / name, entries)
     with pytest.raises(dl.UnsafeArchiveError, match=reason) as info:
         dl.safe_extract(archive, tmp_path / "out")
     assert isinstance(info.value, UserError) and repr(member) in str(info.value)
     assert list((tmp_path / "out").iterdir()) == []
-    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/dpcnn-abs-evil.txt").exists()
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "abs-evil.txt").exists()
 
 
 @pytest.mark.parametrize("kind", [tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE])

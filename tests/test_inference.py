@@ -18,7 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PNG_SIGNATURE, decoded, reference_run_features
+from helpers import (
+    PNG_SIGNATURE,
+    check_search_output,
+    decoded,
+    reference_run_features,
+    search_example,
+)
 from PIL import Image
 
 from dpcnn.cli import main
@@ -63,12 +69,18 @@ def export(run, tmp_path_factory):
     return out
 
 
-def test_export_folder_holds_the_models_vocabulary_captions_and_a_readme(export, run):
+def test_export_folder_holds_the_models_vocabulary_captions_and_a_readme(export, run, tiny_cfg, tiny_data):
     names = {p.name for p in export.iterdir()}
     assert {"image_features.keras", "text_features.keras", "vocab.json", "captions.txt", "export.json",
             "config.json", "README.md"} <= names
     info = json.loads((export / "export.json").read_text())
-    assert info["stage"] == 2 and info["max_len"] == 16 and len(info["pixel_mean"]) == 3
+    assert info["stage"] == max(int(p.parent.name.removeprefix("stage")) for p in run.glob("stage*/done.json"))
+    assert info["max_len"] == tiny_cfg.data.max_len and info["embed_dim"] == tiny_cfg.model.embed_dim
+    assert info["vocab_size"] == len(tiny_data.vocab)
+    # The mean the model subtracts: the mean colour of the training images, recomputed from the files
+    # with Pillow (PAPER_SPEC §1: the dataset's RGB mean over its training images).
+    by_hand = np.mean([decoded(p).reshape(-1, 3).mean(axis=0) for p in tiny_data.splits["train"].paths], axis=0)
+    np.testing.assert_allclose(info["pixel_mean"], by_hand, atol=0.05)
     assert (export / "captions.txt").read_text() == (run / "captions.txt").read_text()
 
 
@@ -120,7 +132,7 @@ def test_export_loads_in_a_fresh_process_in_an_empty_folder(export, run, tiny_da
     np.testing.assert_allclose(got["texts"], texts, atol=1e-5)
 
 
-def test_readme_example_runs_in_the_export_folder(export, tiny_data, tmp_path):
+def test_readme_example_runs_in_the_export_folder(export, run, tiny_data, tmp_path):
     work, env = _fresh(tmp_path, export)
     code = (export / "README.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
     for i, p in enumerate(tiny_data.splits["test"].paths[:2]):
@@ -128,7 +140,10 @@ def test_readme_example_runs_in_the_export_folder(export, tiny_data, tmp_path):
     code = code.replace("path/to/this/folder", "model")
     done = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().startswith("[(")
+    files, caption, k = search_example(code)  # the ranking it prints, recomputed from the run by hand
+    assert files == ["photo1.jpg", "photo2.png"]
+    images, texts = reference_run_features(run, [str(p) for p in tiny_data.splits["test"].paths[:2]], [caption])
+    check_search_output(done.stdout, images, texts[0], k)
 
 
 def _search(args, cwd, env):

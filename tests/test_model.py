@@ -93,7 +93,7 @@ def test_resnet50_head_shapes_at_crop_and_full_image():
     assert tuple(enc(np.zeros((1, 224, 224, 3), "float32")).shape) == (1, 1, 1, 2048)
     # a 256x341 pre-resized image: an 8x11 conv5 map, 2x5 after the 7x7 stride-1 pool5
     assert tuple(enc(np.zeros((1, 256, 341, 3), "float32")).shape) == (1, 2, 5, 2048)
-    assert enc.get_layer("pixel_norm").bgr  # Keras' Caffe-origin weights expect BGR
+    # What the backbone receives (the mean subtracted, BGR): tests/test_input.py, against Keras' preprocess_input.
 
 
 def test_vgg16_takes_fc7_before_relu_as_convolutions():

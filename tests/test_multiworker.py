@@ -2,8 +2,9 @@
 
 Each worker gets its own ``TF_CONFIG`` (free ports), both run the same command on the same run
 folder (a shared file system), the chief (worker 0) writes the run folder and the other worker
-writes its backups to a scratch folder. The losses must agree with one process on the same
-global batch within the tolerance measured for ``mirrored`` (tests/test_training.py); a worker
+writes its backups to a scratch folder (``tempfile.mkdtemp``: under ``TMPDIR``, which each worker
+gets inside the test's own folder, so no test reads the machine's ``/tmp``). The losses must agree with one process on the same
+global batch within the tolerance measured for ``mirrored`` (``helpers.MIRRORED_TOLERANCE``); a worker
 killed mid-stage must resume from the last backup when the two commands are run again.
 """
 
@@ -15,14 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from test_training import MIRRORED_TOLERANCE, history
+from helpers import MIRRORED_TOLERANCE, ROOT, history
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
@@ -43,11 +42,14 @@ def command(run: Path, data_root: Path, strategy: str, extra=()) -> list[str]:
 
 
 def start_workers(run: Path, data_root: Path, logs: Path, extra=()) -> list[subprocess.Popen]:
+    """Two workers of one cluster; worker i's temporary files (its scratch folder) go to logs/tmp{i}."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0",
+        scratch_parent = logs / f"tmp{index}"
+        scratch_parent.mkdir(exist_ok=True)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0", "TMPDIR": str(scratch_parent),
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         log = open(logs / f"worker{index}.log", "w")
         procs.append(subprocess.Popen(command(run, data_root, "multiworker", extra), env=env, cwd=ROOT,
@@ -93,8 +95,8 @@ def test_two_workers_train_both_stages_like_one_process(tmp_path, data_root, tin
     for ra, rb in zip(a, b):
         for key, tol in MIRRORED_TOLERANCE.items():
             assert rb[key] == pytest.approx(ra[key], rel=tol), (key, ra, rb)
-    leftovers = [p for p in Path(tempfile.gettempdir()).glob("dpcnn-worker-*") if p.stat().st_mtime > start]
-    assert not leftovers  # the scratch folders are removed
+    assert str(tmp_path / "tmp1" / "dpcnn-worker-") in logs[1]  # the scratch folder is under the worker's TMPDIR
+    assert not list(tmp_path.glob("tmp*/dpcnn-worker-*"))  # and removed at the end
 
 
 def test_a_killed_worker_resumes_from_the_last_backup(tmp_path, data_root, tiny_data):

@@ -28,9 +28,9 @@ from pathlib import Path
 import nbclient  # the dev extras (pip install -e '.[dev]'), installed by `make test`
 import nbformat
 import pytest
+from helpers import ROOT
 from nbclient.exceptions import CellExecutionError
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 NOTEBOOKS = ("01_data", "02_model", "03_stage1", "04_stage2", "05_evaluation_search")
 CELL_TIMEOUT_S = 600

@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from dpcnn.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from dpcnn.cli import main
-from dpcnn.presets import resolve
 from dpcnn.data.prepare import ensure_prepared, load_prepared, prepare, prepared_dir, summarize
 from dpcnn.errors import DataError, DataNotFoundError, WordVectorsError
+from dpcnn.presets import resolve
 
 WORDS = ["a", "red", "blue", "green", "circle", "square", "star", "big", "small", "onlyintest", "man", "woman"]
 CAPS = ["a red circle", "a big blue square"]

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dpcnn.presets import resolve
-from dpcnn.presets import PAPER_PRESETS
+from dpcnn.presets import PAPER_PRESETS, resolve
 
 
 @pytest.mark.slow

@@ -12,11 +12,11 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, check_search_output, reference_run_features, search_example
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def readme_blocks() -> tuple[list[str], str]:
@@ -32,10 +32,12 @@ def test_the_use_a_trained_model_section_runs_as_written(tiny_run, tiny_data, tm
     commands, python = readme_blocks()
     assert len(commands) >= 4 and all(c.startswith(".venv/bin/dpcnn ") for c in commands)
     shutil.copytree(tiny_run, tmp_path / "runs" / "demo")
-    photos = tmp_path / "my_photos"
+    photos, copies = tmp_path / "my_photos", {}
     photos.mkdir()
     for i, path in enumerate(tiny_data.splits["test"].paths[:3]):
-        shutil.copy(path, photos / f"photo{i + 1}.{'jpg' if i != 1 else 'png'}")
+        name = f"photo{i + 1}.{'jpg' if i != 1 else 'png'}"
+        shutil.copy(path, photos / name)
+        copies[f"my_photos/{name}"] = str(path)
     shim = tmp_path / ".venv" / "bin" / "dpcnn"
     shim.parent.mkdir(parents=True)
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m dpcnn "$@"\n')
@@ -50,4 +52,6 @@ def test_the_use_a_trained_model_section_runs_as_written(tiny_run, tiny_data, tm
     done = subprocess.run([sys.executable, "-c", python], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().startswith("[(")
+    files, caption, k = search_example(python)  # the ranking it prints, recomputed from the run by hand
+    images, texts = reference_run_features(tmp_path / "runs" / "demo", [copies[f] for f in files], [caption])
+    check_search_output(done.stdout, images, texts[0], k)

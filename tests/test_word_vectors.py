@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
+from helpers import ROOT
 
 import dpcnn.data.word_vectors as wv
 from dpcnn.data.word_vectors import (
@@ -21,8 +22,6 @@ from dpcnn.data.word_vectors import (
     read_word_vectors,
     train_word_vectors,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Mixed case, multi-byte UTF-8, phrases: interleaved so that file order is no sorted order.
 SPECIAL = ["Dog", "dog", "DOG", "café", "naïve", "Ελλάδα", "New_York", "x", "a-b", "über"]
@@ -322,7 +321,7 @@ def test_train_word_vectors_is_deterministic_across_processes(tmp_path):
     code = TRAIN_SNIPPET.format(sentences=[" ".join(s) for s in SENTENCES])
     for hash_seed in ("1", "2"):
         out = tmp_path / f"sub{hash_seed}.bin"
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
         subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, timeout=300)
         assert out.read_bytes() == a.read_bytes()
     other = train_word_vectors(SENTENCES, dim=16, seed=4, path=tmp_path / "c.bin", epochs=3)

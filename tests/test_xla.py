@@ -5,7 +5,7 @@ weights, one stage-II step through ``compile_stage(...).fit`` on the same batch,
 one without; the logged losses must agree.
 
 Tolerance, from measurements (2026-12-01, 2-core CPU, the tiny preset at 28 px, dropout 0): with
-this test's batches, the largest differences of the logged values were 4.8e-7 absolute / 7.5e-8
+the batches this test drew then, the largest differences of the logged values were 4.8e-7 absolute / 7.5e-8
 relative in stage I (loss 6.3519268 vs 6.3519273; image_loss and text_loss 2.4e-7 apart) and
 2.4e-7 / 7.4e-8 in stage II (image_loss; loss, rank_loss and text_loss identical) on TF 2.20.0;
 with other random batches on TF 2.21.0, at most 9.5e-7 absolute / 1.6e-7 relative (stage-II loss

@@ -27,6 +27,7 @@ LOSSES = ("tests/test_losses.py", "tests/test_stages.py")
 METRICS = ("tests/test_metrics.py",)
 PIPELINE = ("tests/test_pipeline.py",)
 FEATURES = ("tests/test_features.py",)
+INPUT = ("tests/test_input.py",)
 OPTIMISER = ("tests/test_optimizer.py", "tests/test_multipliers.py")
 
 
@@ -54,7 +55,7 @@ MUTANTS = (
     Mutant("negative-label-not-mined", "dpcnn/training/mining.py",
            "tf.gather(pool_labels, index)", "pool_labels[: tf.shape(index)[0]]",
            STAGES, "the mined caption's label goes with it"),
-    Mutant("pool-inside-the-batch", "dpcnn/training/mining.py",
+    Mutant("pool-inside-the-batch", "dpcnn/data/negatives.py",
            "(base[..., None] + batch + tf.minimum(r, n - batch - 1)) % n", "(base[..., None] + tf.minimum(r, n - batch - 1)) % n",
            PIPELINE, "candidates come from images outside the batch"),
     # -- the stage-II step ---------------------------------------------------------------------
@@ -72,9 +73,8 @@ MUTANTS = (
            "x = self.dual_path.ranking_features(image_emb)",
            "x = self.dual_path.ranking_features(self.dual_path.image_embedding(images, training=False))",
            STAGES, "the ranking loss and its gradient use the training-mode pass, not the mining pass"),
-    Mutant("text-classifier-not-shared", "dpcnn/training/stages.py",
-           "text_logits = m.logits(text_emb, self.dropout_seed(2))",
-           "text_logits = tf.reverse(m.logits(text_emb, self.dropout_seed(2)), [1])",
+    Mutant("text-classifier-not-shared", "dpcnn/model/dual_path.py",
+           "return logits[:n], logits[n:]", "return logits[:n], ops.flip(logits[n:], axis=1)",
            STAGES, "one classifier (the same kernel, the same columns) for both branches"),
     Mutant("negative-text-labels-of-the-images", "dpcnn/training/stages.py",
            "text_labels = tf.concat([data[\"anchor_labels\"], negative_labels], axis=0)",
@@ -91,13 +91,14 @@ MUTANTS = (
            "_, w_img, w_txt = self.loss_weights", "_, w_txt, w_img = self.loss_weights",
            STAGES, "image and text instance losses have their configured weights"),
     Mutant("same-dropout-mask-both-branches", "dpcnn/training/stages.py",
-           "text_logits = m.logits(text_emb, self.dropout_seed(2))", "text_logits = m.logits(text_emb, self.dropout_seed(1))",
+           "self.dropout_seed(1), self.dropout_seed(2))", "self.dropout_seed(1), self.dropout_seed(1))",
            STAGES, "each branch draws its own dropout mask"),
     Mutant("no-dropout", "dpcnn/model/dual_path.py",
-           "if dropout_seed is not None:", "if False:",
+           "return stateless_dropout(x, self.dropout_rate, dropout_seed) if dropout_seed is not None else x",
+           "return x",
            STAGES, "dropout before the shared classifier"),
     Mutant("dropout-rate-fixed", "dpcnn/model/dual_path.py",
-           "x = stateless_dropout(x, self.dropout_rate, dropout_seed)", "x = stateless_dropout(x, 0.5, dropout_seed)",
+           "stateless_dropout(x, self.dropout_rate, dropout_seed)", "stateless_dropout(x, 0.5, dropout_seed)",
            STAGES, "dropout at the configured rate"),
     # -- BN rules ------------------------------------------------------------------------------
     Mutant("frozen-backbone-updates-running-stats", "dpcnn/training/multipliers.py",
@@ -153,6 +154,35 @@ MUTANTS = (
            FEATURES, "the text feature sums all L + 1 - len shifts"),
     Mutant("no-test-time-flip", "dpcnn/model/features.py", "    if flip:\n", "    if False:\n",
            FEATURES, "the image feature adds its mirror image's"),
+    # -- what the backbone sees (PAPER_SPEC §1) ---------------------------------------------------
+    Mutant("no-mean-subtraction", "dpcnn/model/layers.py",
+           "x = ops.cast(images, self.compute_dtype) - ops.convert_to_tensor(",
+           "x = ops.cast(images, self.compute_dtype) + 0 * ops.convert_to_tensor(",
+           INPUT, "the image branch subtracts the dataset mean"),
+    Mutant("mean-in-reversed-order", "dpcnn/model/layers.py",
+           "np.asarray(self.mean, dtype=\"float32\"), dtype=self.compute_dtype",
+           "np.asarray(self.mean[::-1], dtype=\"float32\"), dtype=self.compute_dtype",
+           INPUT, "the RGB mean is subtracted from the RGB channels, before any reordering"),
+    Mutant("no-bgr-reorder", "dpcnn/model/layers.py", "x = ops.flip(x, axis=-1)", "x = x",
+           INPUT, "Caffe-origin ImageNet weights receive BGR (keras preprocess_input)"),
+    Mutant("caffe-weights-fed-rgb", "dpcnn/model/image_branch.py",
+           "return cfg.image_backbone != \"small\"", "return False",
+           INPUT, "every Keras-application backbone (ResNet, VGG) is fed BGR"),
+    Mutant("small-backbone-fed-bgr", "dpcnn/model/image_branch.py",
+           "return cfg.image_backbone != \"small\"", "return True",
+           INPUT, "the small CPU backbone is fed RGB"),
+    Mutant("flip-rate-0.4", "dpcnn/data/pipeline.py", "uniform[:, 4] < 0.5", "uniform[:, 4] < 0.4",
+           INPUT, "half of the training images are flipped"),
+    Mutant("flip-up-down", "dpcnn/data/pipeline.py", "tf.reverse(out, axis=[2])", "tf.reverse(out, axis=[1])",
+           INPUT, "the training flip is left-right"),
+    Mutant("flip-ignores-data-flip", "dpcnn/data/pipeline.py", "    if data.flip:\n", "    if True:\n",
+           INPUT, "data.flip=false flips nothing"),
+    Mutant("bilinear-training-crop", "dpcnn/data/pipeline.py",
+           "method=\"bicubic\", antialias=True", "method=\"bilinear\", antialias=True",
+           INPUT, "the training crop is resized bicubically (vl_imreadjpeg)"),
+    Mutant("training-crop-aliased", "dpcnn/data/pipeline.py",
+           "method=\"bicubic\", antialias=True", "method=\"bicubic\", antialias=False",
+           INPUT, "the shrinking training crop is antialiased (Pillow/MATLAB bicubic)"),
 )
 
 

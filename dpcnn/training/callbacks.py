@@ -106,7 +106,10 @@ class Backup(keras.callbacks.Callback):
         self._serial += 1
         self.written += 1
         self._last = self.clock()
-        log.debug("backup %d (epoch %d, step %d) written in %.1f s", self._serial, epoch + 1, step, self._last - started)
+        seconds = self._last - started
+        (log.info if seconds >= 1.0 else log.debug)(
+            "backup %d (epoch %d, step %d): %.2f GB written in %.1f s to %s", self._serial, epoch + 1, step,
+            self.newest["bytes"] / 1e9, seconds, self.dir / self.newest["file"])
 
 
 def read_state(folder: str | Path) -> dict | None:
