@@ -30,7 +30,7 @@ COLAB_PINS   := constraints/colab.txt
 # `?=` is expanded only where a Colab target uses it; grep -v drops free-threaded builds (3.13.0t/bin/).
 PYTHON_COLAB ?= $(or $(shell ls -d $(PYENV_ROOT)/versions/3.13*/bin/python3.13 2>/dev/null | grep -v 't/bin/' | sort -V | tail -n 1),$(shell pyenv which python3.13 2>/dev/null),$(shell command -v python3.13 2>/dev/null))
 
-.PHONY: setup dev demo test dev-colab test-colab data prepare train eval search export alt-text notebooks bench rehearse mutants lint clean
+.PHONY: setup dev demo test dev-colab test-colab wheel wheel-check data prepare train eval search export alt-text notebooks bench rehearse mutants lint clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ dev-colab: $(VENV_COLAB)/.installed  ## .venv-colab: Python 3.13 + dpcnn[dev] un
 
 test-colab: dev-colab              ## the whole suite on the Colab stack (.venv-colab)
 	$(VENV_COLAB)/bin/python -m pytest
+
+wheel: dev                         ## dist/: the sdist and the wheel (python -m build), nothing else
+	rm -rf dist && $(BIN)/python -m build --outdir dist .
+
+wheel-check: wheel                 ## install dist/'s wheel into a fresh venv (temp dir), run `dpcnn --version` and an import
+	$(BIN)/python tools/wheel_check.py --dist dist --python $(PYTHON)
 
 data: setup                        ## fetch a public dataset: make data DATASET=coco|flickr30k-splits|karpathy-splits|word2vec [DELETE_ARCHIVES=1]
 	$(DPCNN) download $(DATASET) --root $(ROOT) $(if $(filter 1,$(DELETE_ARCHIVES)),--delete-archives,)

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+import dpcnn
+
 log = logging.getLogger("dpcnn.cli")
 
 PRESETS_HELP = ("a preset (tiny, demo, demo-full, flickr30k, flickr30k-karpathy, coco, cuhk-pedes, "
@@ -82,15 +84,17 @@ def cmd_search(args) -> int:
 def cmd_alt_text(args) -> int:
     from dpcnn.commands.alt_text import alt_text_command
 
-    print(alt_text_command(args.run or args.model, args.images, args.out, captions=args.captions, k=args.k,
-                           write_page=args.html, stage=args.stage))
+    print(alt_text_command(args.run or args.model, images=args.images, out=args.out, captions=args.captions, k=args.k,
+                           write_page_report=args.html, stage=args.stage, page=args.page, urls=args.urls,
+                           url_column=args.url_column, page_column=args.page_column, write_html_out=args.write_html,
+                           timeout=args.timeout, max_bytes=args.max_bytes))
     return 0
 
 
 def cmd_export(args) -> int:
     from dpcnn.commands.export import export_run
 
-    print(export_run(Path(args.run), Path(args.out), stage=args.stage))
+    print(export_run(Path(args.run), Path(args.out), stage=args.stage, fmt=args.format))
     return 0
 
 
@@ -122,6 +126,8 @@ def cmd_download(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dpcnn", description="Dual-Path CNN image-text embedding (arXiv 1711.05535)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {dpcnn.__version__}",
+                        help="print the installed dpcnn's version (its package metadata) and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="the main job on the embedded synthetic data, end to end")
@@ -179,17 +185,37 @@ def build_parser() -> argparse.ArgumentParser:
                                    "nearest to it in the joint embedding, with their cosine scores. This retrieves "
                                    "existing captions; it does not generate new sentences.")
     _model_args(p)
-    p.add_argument("--images", required=True, help="a folder of images (recursive) or a CSV with a 'path' column")
-    p.add_argument("--out", required=True, help="the CSV to write (path, rank, caption, score, error)")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--images", help="a folder of images (recursive) or a CSV with a 'path' column")
+    q.add_argument("--page", metavar="FILE|URL",
+                   help="an HTML file or an http(s) page: its <img> whose alt is missing or empty")
+    q.add_argument("--urls", metavar="FILE.csv", help="a CSV of image URLs (a crawl export); see --url-column")
+    p.add_argument("--url-column", metavar="NAME", help="with --urls: the column of image URLs")
+    p.add_argument("--page-column", metavar="NAME",
+                   help="with --urls: the column of page URLs (default: one named page_url, page or source, if any)")
+    p.add_argument("--out", required=True,
+                   help="the CSV to write: path, rank, caption, score, error (web images: page_url, image_url first)")
     p.add_argument("--captions", help="the caption corpus: one a line, or a COCO-format .json")
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--html", action="store_true", help="also write OUT.html: thumbnails beside their suggestions")
+    p.add_argument("--write-html", metavar="OUT", help="with --page: write a copy of the page with the top suggestion "
+                                                      "in each empty alt")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="web images and pages: seconds for one fetch, from connecting to the last byte (default 10)")
+    p.add_argument("--max-bytes", type=int, default=None,
+                   help="web images and pages: the size limit of one fetch in bytes (default 20000000); web images "
+                        "are cached in .dpcnn-web-cache/ beside --out")
     p.set_defaults(func=cmd_alt_text)
 
-    p = sub.add_parser("export", help="the two feature models as .keras files, the vocabulary and a README")
+    p = sub.add_parser("export", help="the two feature models, the vocabulary and a model card: .keras files for "
+                                      "dpcnn.load, or a SavedModel that needs TensorFlow alone")
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--stage", type=int, choices=(1, 2), default=None)
+    p.add_argument("--format", choices=("keras", "savedmodel"), default="keras",
+                   help="keras (default): .keras files that dpcnn.load, search --model and alt-text --model open; "
+                        "savedmodel: a TensorFlow SavedModel (TF Serving, tf.saved_model.load) whose text side "
+                        "takes raw strings, no dpcnn needed")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -54,6 +54,27 @@ class Embedder:
     def dim(self) -> int:
         return int(self.text_model.output_shape[-1])
 
+    def smallest_side(self, probe_up_to: int = 64) -> int:
+        """The smallest square image side the image model accepts: 1 where it pre-resizes or crops;
+        else found once by trying zero images up to ``probe_up_to`` px (a backbone that keeps the
+        image's own size fails on images smaller than its total stride)."""
+        if self.shorter > 0 or self.crop > 0:
+            return 1
+        if getattr(self, "_smallest_side", None) is None:
+            def works(side: int) -> bool:
+                try:
+                    out = self.image_model(np.zeros((1, side, side, 3), np.float32), training=False)
+                    return bool(np.isfinite(np.asarray(out)).all())
+                except (tf.errors.OpError, ValueError):
+                    return False
+
+            lo, hi = 1, probe_up_to
+            while lo < hi:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if works(mid) else (mid + 1, hi)
+            self._smallest_side = lo
+        return self._smallest_side
+
     # -- images --------------------------------------------------------------------------------
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         """The size an image of ``height`` × ``width`` has after the pre-resize (and crop)."""

@@ -15,8 +15,8 @@ preset, device, data root and run folder. ``train.mixed_precision`` is ``auto`` 
 so training uses mixed precision exactly when a GPU is present.
 
 :data:`REPOSITORY` is the project's URL (``setup.cfg`` ``[metadata] url``, read from the installed
-package's metadata); ``tools/notebook_links.py`` writes it into the notebooks' Colab badge and
-install line.
+package's metadata); ``tools/notebook_links.py`` writes it into the notebooks' Colab badge and,
+once the repository is public, their install line (until then they install a wheel).
 """
 
 from __future__ import annotations

@@ -101,6 +101,12 @@ def encode_image_files(embedder, paths: list[str], cache_dir: Path, progress: bo
     todo = [i for i, k in enumerate(keys) if k not in cached]
     if todo:
         good, bad = check_images([paths[i] for i in todo], progress=progress)
+        small = [j for j, info in good.items() if min(info.height, info.width) < 64]
+        least = embedder.smallest_side() if small and hasattr(embedder, "smallest_side") else 1
+        for j in small:
+            if min(good[j].height, good[j].width) < least:
+                info = good.pop(j)
+                bad[j] = f"too small ({info.width}x{info.height} px; this model needs at least {least} px a side)"
         for j, reason in bad.items():
             cached[keys[todo[j]]] = reason
         order = sorted(good)
@@ -212,7 +218,12 @@ def query_image(embedder, path: str | os.PathLike) -> np.ndarray:
     good, bad = check_images([path], progress=False)
     if 0 in bad:
         raise SearchError(f"cannot use the query image {path}: {bad[0]}")
-    return embedder.encode_image_files([path], np.asarray([[good[0].height, good[0].width]]))[0]
+    h, w = good[0].height, good[0].width
+    least = embedder.smallest_side() if min(h, w) < 64 and hasattr(embedder, "smallest_side") else 1
+    if min(h, w) < least:
+        raise SearchError(f"cannot use the query image {path}: too small ({w}x{h} px; this model needs at least "
+                          f"{least} px a side)")
+    return embedder.encode_image_files([path], np.asarray([[h, w]]))[0]
 
 
 def top(query: np.ndarray, features: np.ndarray, items: list[str], k: int) -> list[tuple[float, str]]:

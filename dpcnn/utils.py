@@ -1,4 +1,4 @@
-"""Small helpers shared by several modules: atomic file writes, seeding, logging set-up."""
+"""Small helpers shared by several modules: atomic file writes, seeding, logging set-up, CSV cells."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -117,3 +118,27 @@ def setup_logging(level: int = logging.INFO) -> None:
         logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+SPREADSHEET_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet evaluate a cell (OWASP, "CSV Injection")."""
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` as a CSV cell that a spreadsheet shows as text instead of running it as a formula.
+
+    OWASP, "CSV Injection" (https://owasp.org/www-community/attacks/CSV_Injection): a cell that
+    starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to Excel,
+    LibreOffice Calc and Google Sheets (``=HYPERLINK(…)``, ``=WEBSERVICE(…)``, DDE); prefixed with a
+    single quote it is text — ``=1+1 red square`` becomes ``'=1+1 red square``, the quote visible to
+    whoever reads the cell. Quoting of commas, quotes and line breaks is left to the ``csv`` module.
+
+    One departure from OWASP's rule, which would prefix every such cell: a string that is a plain
+    decimal number (``-0.25``, ``+3``, ``-1e-05``) is a number to a spreadsheet, runs nothing, and
+    stays as it is, so a score column stays numeric. Values that are not strings (int, float, None)
+    are returned unchanged: the ``csv`` module writes them as numbers or an empty cell.
+    """
+    if isinstance(value, str) and value.startswith(SPREADSHEET_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value

@@ -242,3 +242,20 @@ def test_bad_queries_are_one_line_errors(export, gallery, capsys):
     assert "missing image file" in capsys.readouterr().err
     assert main(["search", "--model", "/nonexistent", "--text", QUERY]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_images_too_small_for_the_model_are_counted_rows_not_crashes(export, run, tiny_data, tmp_path, capsys):
+    """The tiny model keeps each image's own size: a 4 x 4 icon is below its total stride."""
+    from dpcnn.cli import main
+
+    folder = tmp_path / "icons"
+    folder.mkdir()
+    Image.fromarray(decoded(tiny_data.splits["test"].paths[0])).save(folder / "photo.png")
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(folder / "icon.png")
+    assert main(["search", "--model", str(export), "--text", QUERY, "--gallery", str(folder), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [Path(r["image"]).name for r in result["results"]] == ["photo.png"]
+    (reason,) = [s["reason"] for s in result["skipped"]]
+    assert reason.startswith("too small (4x4 px; this model needs at least ") and " 4 px" not in reason
+    assert main(["search", "--model", str(export), "--image", str(folder / "icon.png")]) == 2
+    assert "too small (4x4 px" in capsys.readouterr().err

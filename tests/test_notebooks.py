@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import io
 import os
 import re
 import sys
 import time
+import tokenize
 import types
 from pathlib import Path
 
@@ -34,13 +36,19 @@ from nbclient.exceptions import CellExecutionError
 NOTEBOOKS_DIR = ROOT / "notebooks"
 NOTEBOOKS = ("01_data", "02_model", "03_stage1", "04_stage2", "05_evaluation_search")
 CELL_TIMEOUT_S = 600
-SETUP_CELL_MAX_LINES = 6
+SETUP_CELL_MAX_LINES = 8
 
 
 def setup_cfg_url() -> str:
     parser = configparser.ConfigParser()
     parser.read(ROOT / "setup.cfg", encoding="utf-8")
     return parser.get("metadata", "url")
+
+
+def setup_cfg_version() -> str:
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg", encoding="utf-8")
+    return parser.get("metadata", "version")
 
 
 def load_links_tool():
@@ -87,16 +95,33 @@ def test_first_code_cell_is_the_short_setup_cell(name):
     assert 'preset="demo"' in source, f"{name}: the notebooks default to the demo preset"
 
 
+def code_without_comments(source: str) -> str:
+    """What of ``source`` would run: every token but the comments."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return " ".join(t.string for t in tokens if t.type != tokenize.COMMENT)
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_colab_badge_and_install_url_agree_with_setup_cfg(name):
-    url = setup_cfg_url()
+def test_colab_badge_and_install_cell_agree_with_setup_cfg(name):
+    tool = load_links_tool()
+    url, version = setup_cfg_url(), setup_cfg_version()
     owner_repo = re.fullmatch(r"https://github\.com/([^/]+/[^/]+)", url).group(1)
     nb = read(name)
     badge = nb.cells[0]
     assert badge.cell_type == "markdown"
     assert f"https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{name}.ipynb" in badge.source
     assert "colab-badge.svg" in badge.source
-    assert re.findall(r"git\+[^\s\"']+", first_code_cell(nb).source) == [f"git+{url}"]
+    cell = first_code_cell(nb).source
+    install = tool.install_lines(url, version)
+    assert cell.splitlines()[:len(install)] == install
+    if not tool.PUBLISHED:
+        # The repository does not exist yet: the badge says so, and nothing that runs names it.
+        assert "once the repository is public" in badge.source and "File → Upload notebook" in badge.source
+        code = code_without_comments(cell)
+        assert url.removeprefix("https://") not in code and "git+" not in code, code
+        assert f'SOURCE = "/content/dpcnn-{version}-py3-none-any.whl"' in cell
+    else:
+        assert f'SOURCE = "git+{url}"' in cell
 
 
 @pytest.mark.parametrize("name", ("03_stage1", "04_stage2"))
@@ -120,16 +145,26 @@ def test_links_tool_finds_nothing_to_update():
     assert tool.stale(setup_cfg_url()) == [], "run python tools/notebook_links.py"
 
 
-def test_links_tool_rewrites_badge_and_url(tmp_path):
+def test_links_tool_rewrites_badge_and_install_cell(tmp_path):
     tool = load_links_tool()
     nb = read("03_stage1")
+    n = len(tool.install_lines(setup_cfg_url(), setup_cfg_version()))
+    own = first_code_cell(nb).source.splitlines()[n:]  # the notebook's own lines stay as they are
+    assert own[0].startswith("import dpcnn.notebook")
     assert not tool.update_notebook(nb, setup_cfg_url(), "03_stage1")
-    assert tool.update_notebook(nb, "https://github.com/someone/fork", "03_stage1")
+    assert tool.update_notebook(nb, "https://github.com/someone/fork", "03_stage1", version="9.8.7", published=False)
     assert "colab.research.google.com/github/someone/fork/blob/main/notebooks/03_stage1.ipynb" in nb.cells[0].source
-    assert "git+https://github.com/someone/fork" in first_code_cell(nb).source
+    assert "once the repository is public" in nb.cells[0].source
+    cell = first_code_cell(nb).source
+    assert 'SOURCE = "/content/dpcnn-9.8.7-py3-none-any.whl"' in cell and "git+" not in cell
+    assert cell.splitlines()[n:] == own
+    assert tool.update_notebook(nb, "https://github.com/someone/fork", "03_stage1", version="9.8.7", published=True)
+    assert 'SOURCE = "git+https://github.com/someone/fork"' in first_code_cell(nb).source
+    assert "once the repository is public" not in nb.cells[0].source
     del nb.cells[0]  # no badge: one is inserted
     assert tool.update_notebook(nb, setup_cfg_url(), "03_stage1")
     assert tool.is_badge(nb.cells[0]) and nb.cells[0].source == read("03_stage1").cells[0].source
+    assert first_code_cell(nb).source == first_code_cell(read("03_stage1")).source
     with pytest.raises(SystemExit, match="GitHub"):
         tool.colab_url("https://gitlab.com/someone/fork", "03_stage1")
 
@@ -293,6 +328,36 @@ def kernel_path(tmp_path_factory) -> Path:
     prefix = tmp_path_factory.mktemp("jupyter")
     install(kernel_name="python3", prefix=str(prefix))
     return prefix / "share" / "jupyter"
+
+
+COLAB_WITHOUT_DPCNN = """\
+import importlib.util, sys, types
+sys.modules["google.colab"] = types.ModuleType("google.colab")  # as on Colab
+_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name == "dpcnn" else _find_spec(name, *a)  # dpcnn not installed yet
+"""
+
+
+def test_a_failed_colab_install_is_one_line_that_says_what_to_do(tmp_path, kernel_path, monkeypatch):
+    """The setup cell as on a fresh Colab runtime whose SOURCE wheel is not there: pip fails, and the
+    cell shows one line (pip's reason and the advice), no traceback, and stops before the rest."""
+    monkeypatch.setenv("JUPYTER_PATH", str(kernel_path))
+    missing = tmp_path / "dpcnn-0.2.0-py3-none-any.whl"
+    cell = first_code_cell(read("01_data")).source
+    cell = re.sub(r'^SOURCE = "[^"]*"', f'SOURCE = "{missing}"', cell, count=1, flags=re.MULTILINE)
+    assert str(missing) in cell
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(COLAB_WITHOUT_DPCNN), nbformat.v4.new_code_cell(cell),
+                                         nbformat.v4.new_code_cell('print("nb" in globals())')])
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120, allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert not nb.cells[0].outputs
+    [error] = nb.cells[1].outputs
+    assert error.output_type == "error" and len(error.traceback) == 1, error
+    line = error.traceback[0]
+    assert "\n" not in line.strip() and "Traceback" not in line and "\x1b" not in line, line
+    assert line.startswith(f"dpcnn not installed from {missing}: ERROR: ") and "No such file" in line, line
+    assert "SOURCE" in line and line.endswith("(README 'Install')"), line  # what to do
+    assert nb.cells[2].outputs[0].text.strip() == "False"  # the cell stopped before `nb = …`
 
 
 def outputs_text(nb) -> str:

@@ -1,1 +1,4 @@
-"""Two-stage training (PAPER_SPEC §3-5): stages, mining, multipliers, optimiser, the trainer.\n\nImports nothing itself, so that ``dpcnn.config`` can read the multiplier tables without TensorFlow.\n"""
+"""Two-stage training (PAPER_SPEC §3-5): stages, mining, multipliers, optimiser, backups, the trainer.
+
+Imports nothing itself: import the module you need (``from dpcnn.training.trainer import train``).
+"""
