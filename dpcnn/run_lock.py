@@ -111,8 +111,8 @@ class RunLock:
             if reason is None:
                 raise RunError(
                     f"{self.folder} is being trained by another process ({self._describe(holder)}): let it finish or "
-                    f"stop it; a lock whose process is gone is taken over after {_ago(self.stale_after_s)} without "
-                    f"a sign of life (or delete {self.path} if you are sure)")
+                    f"stop it; a lock whose process is gone is taken over (at once on this host; from another host "
+                    f"after {_ago(self.stale_after_s)} without a sign of life), or delete {self.path} if you are sure")
             log.warning("taking over the lock of %s held by %s: %s", self.folder, self._describe(holder), reason)
             aside = self.path.with_name(f"{LOCK}.stale-{self.token}")
             try:
