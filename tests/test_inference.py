@@ -233,14 +233,14 @@ def test_search_of_a_run_without_its_data_needs_a_gallery_and_says_so(run, galle
     assert "img" in capsys.readouterr().out
 
 
-def test_bad_queries_are_one_line_errors(export, gallery, capsys):
+def test_bad_queries_are_one_line_errors(export, gallery, tmp_path, capsys):
     assert main(["search", "--model", str(export), "--text", "zzz qqq", "--gallery", str(gallery)]) == 2
     assert "no word in the model's vocabulary" in capsys.readouterr().err
     assert main(["search", "--model", str(export), "--text", QUERY]) == 2
     assert "--gallery DIR is needed" in capsys.readouterr().err
     assert main(["search", "--model", str(export), "--image", "nope.jpg"]) == 2
     assert "missing image file" in capsys.readouterr().err
-    assert main(["search", "--model", "/nonexistent", "--text", QUERY]) == 2
+    assert main(["search", "--model", str(tmp_path / "no-such-model"), "--text", QUERY]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
