@@ -17,8 +17,10 @@ TensorFlow and Keras are imported inside the functions that need them: test file
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +203,16 @@ def random_batches(seed: int, anchors: int, pool: int, size: int, length: int, v
               "tokens": np.concatenate([stage2["positive_tokens"], stage2["pool_tokens"][:anchors]]),
               "labels": np.arange(2 * anchors, dtype="int32")}
     return stage1, stage2
+
+
+@contextlib.contextmanager
+def serving(server):
+    """Run an ``http.server`` on 127.0.0.1 in a daemon thread for the ``with`` block, then stop it."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import reference_run_features
+from helpers import reference_run_features, serving
 from PIL import Image
 
 from dpcnn.web_images import (
@@ -136,9 +136,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    with serving(_Server()) as srv:
+        yield _serve_site(srv)
+
+
+def _serve_site(srv):
+    """The test site's routes on ``srv``."""
     srv.add("/site/index.html", PAGE.encode(), "text/html; charset=utf-8")
     for path, colour in GOOD.items():
         srv.add(path, _png(colour), "image/png")
@@ -151,10 +154,7 @@ def server():
     srv.add("/site/img/stream.png", HUGE, "image/png", length=False)
     srv.add("/site/img/page.png", b"<html><body>Sign in</body></html>", "text/html")
     srv.add("/site/img/notes.png", b"hello, these are notes", "image/png")
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    return srv
 
 
 def _path(url: str) -> str:

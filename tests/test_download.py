@@ -17,13 +17,13 @@ import re
 import socket
 import stat
 import tarfile
-import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from helpers import serving
 
 from dpcnn.data import download as dl
 from dpcnn.errors import DownloadError, UserError
@@ -91,13 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    with serving(_Server()) as srv:
+        yield srv
 
 
 @pytest.fixture(autouse=True)
