@@ -222,6 +222,16 @@ class TrainConfig:
     stage2_loss_weights: tuple[float, float, float] = (2.0, 1.0, 0.1)
     """rank : image instance : text instance (the official derOutputs, PAPER_SPEC §4.3)."""
     margin: float = 1.0
+    stage2_objective: str = "ranking"
+    """The cross-modal term of stage II, weighted by the rank weight of ``stage2_loss_weights``:
+    ranking (the paper: two-way hinge on one mined negative per anchor) | vsepp (hinge on the
+    hardest in-batch negative, Faghri et al. 2018) | infonce (CLIP's symmetric cross-entropy with a
+    learned temperature). Only ``ranking`` is the paper (docs/fidelity.md, "Options, not the paper")."""
+    infonce_temperature: float = 0.07
+    """Initial temperature of ``stage2_objective=infonce`` (CLIP's), learned from there."""
+    with_stage1: bool = True
+    """false: no stage I; stage II starts from the initial weights (the paper's "ranking loss alone"
+    ablation, with ``stage2_loss_weights=(2, 0, 0)``)."""
     negative_mining: str = "hard"
     """hard: hardest text of a candidate pool scored in inference mode | random (CUHK-PEDES)."""
     negative_pool: int = 256
@@ -486,6 +496,10 @@ def check_effective(cfg: Config, explicit: Iterable[str]) -> None:
             raise _no_effect(key, f"the pool is mined with train.negative_mining=hard, and it is {t.negative_mining}")
         if key in ("model.small_widths", "model.small_blocks") and cfg.model.image_backbone != "small":
             raise _no_effect(key, f"it sizes model.image_backbone=small, and it is {cfg.model.image_backbone}")
+        if key == "train.infonce_temperature" and t.stage2_objective != "infonce":
+            raise _no_effect(key, f"it is the temperature of train.stage2_objective=infonce, and it is {t.stage2_objective}")
+        if key == "train.stage2_objective" and t.stage2_loss_weights[0] == 0:
+            raise _no_effect(key, "its weight, the first of train.stage2_loss_weights, is 0")
         if key == "eval.ap_rule" and "reid" not in cfg.eval.protocols:
             raise _no_effect(key, "it is the mAP rule of eval.protocols=reid, which is not among the protocols")
 
@@ -498,6 +512,7 @@ BACKBONES = ("resnet50", "resnet101", "resnet152", "vgg16", "vgg19", "small")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 PROTOCOLS = ("full", "1k", "5k", "reid")
 SWITCHES = ("auto", "true", "false")
+OBJECTIVES = ("ranking", "vsepp", "infonce")
 
 
 def validate(cfg: Config) -> None:
@@ -515,6 +530,7 @@ def validate(cfg: Config) -> None:
     for key, options in (("model.image_backbone", BACKBONES),
                          ("model.backbone_bn", ("batch_stats", "frozen")), ("model.text_pool", ("max", "avg")),
                          ("train.negative_mining", ("hard", "random")), ("train.strategy", STRATEGIES),
+                         ("train.stage2_objective", OBJECTIVES),
                          ("train.mixed_precision", SWITCHES), ("train.jit_compile", SWITCHES),
                          ("eval.image_mode", ("full", "center")), ("eval.ap_rule", ("trapezoid", "standard"))):
         choice(key, options)
@@ -552,6 +568,9 @@ def validate(cfg: Config) -> None:
     need(t.stage1_loss_weights[0] == 0, "train.stage1_loss_weights: the rank weight must be 0 (stage I has no negatives)")
     need(t.negative_pool >= 1, f"train.negative_pool must be ≥ 1, got {t.negative_pool}")
     need(t.margin >= 0, f"train.margin must be ≥ 0, got {t.margin}")
+    need(t.infonce_temperature > 0, f"train.infonce_temperature must be > 0, got {t.infonce_temperature}")
+    need(all(w >= 0 for w in t.stage2_loss_weights) and any(t.stage2_loss_weights),
+         f"train.stage2_loss_weights must be ≥ 0 and not all 0, got {t.stage2_loss_weights}")
     need(t.backup_every >= 0 and t.backup_minutes >= 0 and (t.backup_every > 0 or t.backup_minutes > 0),
          f"train.backup_every (steps) and train.backup_minutes must be ≥ 0 and not both 0, got {t.backup_every} "
          f"and {t.backup_minutes}")

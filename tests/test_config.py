@@ -71,6 +71,8 @@ def test_bad_values_are_rejected_with_a_reason(pair, message):
     ("cuhk-pedes", ["train.negative_pool=64"], "train.negative_mining=hard"),
     ("coco", ["model.small_blocks=1"], "model.image_backbone=small"),
     ("coco", ["eval.ap_rule=standard"], "reid"),
+    ("demo", ["train.infonce_temperature=0.1"], "train.stage2_objective=infonce"),
+    ("demo", ["train.stage2_loss_weights=0,1,0.1", "train.stage2_objective=vsepp"], "stage2_loss_weights, is 0"),
     ("demo", ["data.dataset=coco-format", "data.val_annotations=/v.json", "data.test_annotations=/t.json",
               "data.holdout_images=10"], "single COCO-format file"),
 ])
@@ -127,3 +129,14 @@ def test_paper_presets_train_stage_two_as_the_official_script_up_to_the_tested_e
     rates, tested = OFFICIAL_STAGE2[preset(name).data.dataset]
     assert schedule_epochs(schedule) == tested
     assert [lr for epochs, lr in schedule for _ in range(epochs)] == rates[:tested]  # the LR of every epoch
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (["train.stage2_objective=clip"], "train.stage2_objective must be one of ranking, vsepp, infonce"),
+    (["train.stage2_objective=infonce", "train.infonce_temperature=0"], "infonce_temperature must be > 0"),
+    (["train.stage2_loss_weights=0,0,0"], "not all 0"),
+    (["train.stage2_loss_weights=2,-1,0"], "must be ≥ 0"),
+])
+def test_objective_settings_are_checked(pairs, message):
+    with pytest.raises(C.ConfigError, match=message):
+        resolve("demo", pairs)

@@ -308,3 +308,77 @@ def test_stage_one_runs_the_instance_step_and_stage_two_the_ranking_step():
     model = build(tiny_cfg())
     assert isinstance(compile_stage(model, tiny_cfg(), 1, 1), InstanceStage)
     assert isinstance(compile_stage(model, tiny_cfg(), 2, 1), RankingStage)
+
+
+# -- the stage-II objectives beside the paper's (train.stage2_objective) and the ablations --------
+
+
+def numpy_vsepp(x, y, margin, labels):
+    """VSE++'s hardest in-batch negative, both directions, summed over rows / 2A (pairs of one label excluded)."""
+    s, n = x @ y.T, len(x)
+    negative = (labels[:, None] != labels[None, :]) & ~np.eye(n, dtype=bool)
+    d = np.diag(s)
+    image_rows = np.where(negative, np.maximum(0, margin - d[:, None] + s), 0).max(axis=1)
+    text_cols = np.where(negative, np.maximum(0, margin - d[None, :] + s), 0).max(axis=0)
+    return (image_rows.sum() + text_cols.sum()) / (2 * n)
+
+
+def numpy_infonce(x, y, scale, labels):
+    s, n = scale * (x @ y.T), len(x)
+    keep = (labels[:, None] != labels[None, :]) | np.eye(n, dtype=bool)
+    z = np.where(keep, s, -np.inf)
+    rows = np.log(np.exp(z).sum(axis=1)) - np.diag(z)
+    cols = np.log(np.exp(z).sum(axis=0)) - np.diag(z)
+    return 0.5 * (rows.mean() + cols.mean())
+
+
+@pytest.fixture(scope="module")
+def objective_model():
+    """One tiny model for the objective tests, and its initial state (each test restores it)."""
+    model = build(tiny_cfg())
+    return model, snapshot(model)
+
+
+@pytest.mark.parametrize("objective", ["vsepp", "infonce"])
+def test_in_batch_objectives_replace_the_ranking_term_on_the_anchor_pairs(objective_model, objective):
+    """vsepp / infonce: the anchors' images against their positive texts, in-batch negatives, anchors
+    of one label not negatives of each other, weighted by the rank weight; the instance losses stay."""
+    model, before = objective_model
+    restore(model, before)
+    cfg = tiny_cfg(f"train.stage2_objective={objective}", "train.stage2_loss_weights=1.5,0.6,0.3",
+                   *(["train.infonce_temperature=0.5"] if objective == "infonce" else []))
+    batch = stage2_batch(5)
+    batch["pool_labels"] %= C  # every candidate a class of the C-way classifier
+    batch["anchor_labels"][1] = batch["anchor_labels"][0]  # two anchors of one class
+    hard = reference_mining(model, batch)
+    images = np.concatenate([batch["anchor_images"], batch["negative_images"]])
+    tokens = np.concatenate([batch["positive_tokens"], batch["pool_tokens"][hard]])
+    x = unit(embed_image(model, images, True)).numpy()[:A]
+    y = unit(embed_text(model, tokens, True)).numpy()[:A]
+    labels, distinct = batch["anchor_labels"], np.arange(A)
+    if objective == "vsepp":
+        expected, unmasked = numpy_vsepp(x, y, 0.7, labels), numpy_vsepp(x, y, 0.7, distinct)
+    else:
+        expected, unmasked = numpy_infonce(x, y, 2.0, labels), numpy_infonce(x, y, 2.0, distinct)
+    restore(model, before)
+    task, logs = one_step(model, cfg, 2, batch)
+    assert logs["rank_loss"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert differs(unmasked, expected)
+    assert logs["loss"] == pytest.approx(1.5 * logs["rank_loss"] + 0.6 * logs["image_loss"] + 0.3 * logs["text_loss"],
+                                         rel=1e-4)
+    if objective == "infonce":  # the temperature is trained (from 1 / 0.5) and saved with the stage's backups
+        assert any(v is task.log_logit_scale for v in task.train_variables)
+        assert any(w is task.log_logit_scale for w in task.weights)
+        assert float(task.log_logit_scale.numpy()) != pytest.approx(np.log(2.0), abs=1e-6)
+
+
+def test_instance_alone_ablation_is_stage_two_with_rank_weight_zero(objective_model):
+    """The paper's "instance loss alone": stage II trains the instance losses only (rank weight 0)."""
+    model, before = objective_model
+    restore(model, before)
+    cfg = tiny_cfg("train.stage2_loss_weights=0,1,0.1")
+    batch = stage2_batch(6)
+    batch["pool_labels"] %= C
+    _, logs = one_step(model, cfg, 2, batch)
+    assert logs["rank_loss"] > 0  # still measured
+    assert logs["loss"] == pytest.approx(logs["image_loss"] + 0.1 * logs["text_loss"], rel=1e-5)

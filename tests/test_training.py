@@ -91,6 +91,22 @@ def test_stage2_alone_needs_stage1(tmp_path, tiny_cfg, tiny_data):
         train(tiny_cfg, tmp_path / "run", stage="2", data=tiny_data, verbose=0)
 
 
+def test_ranking_alone_ablation_trains_stage2_from_the_initial_weights(tmp_path, tiny_cfg, tiny_data):
+    """train.with_stage1=false: no stage I (and --stage 1 is refused); stage II starts from the built weights."""
+    from dpcnn.training.trainer import train
+
+    cfg = apply_overrides(tiny_cfg, ["train.with_stage1=false", "train.stage2_loss_weights=2,0,0"])
+    with pytest.raises(RunError, match="train.with_stage1=false"):
+        train(cfg, tmp_path / "refused", stage="1", data=tiny_data, verbose=0)
+    run = tmp_path / "run"
+    train(cfg, run, data=tiny_data, verbose=0)
+    assert (run / "stage2" / "done.json").is_file() and not (run / "stage1").exists()
+    rows = history(run)
+    assert {r["stage"] for r in rows} == {"2"} and all(float(r["image_loss"]) > 0 for r in rows)
+    final = json.loads((run / "stage2" / "done.json").read_text())["final"]
+    assert final["loss"] == pytest.approx(2 * final["rank_loss"], rel=1e-4)  # the instance losses weigh 0
+
+
 def test_resume_accepts_changed_run_environment_keys_but_not_model_keys(tmp_path, tiny_cfg, tiny_data, caplog):
     from dpcnn.training.trainer import train
 

@@ -3,7 +3,8 @@
 - :class:`InstanceStage` (stage I, PAPER_SPEC §3): the instance loss on both branches, weights
   ``train.stage1_loss_weights`` (rank : image : text = 0 : 1 : 1).
   Batch: {"images" [B, S, S, 3] float 0-255, "tokens" [B, L] int32, "labels" [B] int32}.
-- :class:`RankingStage` (stage II, PAPER_SPEC §4): negatives from :func:`dpcnn.training.mining.mine`
+- :class:`RankingStage` (stage II, PAPER_SPEC §4; ``train.stage2_objective`` may swap its ranking
+  term for VSE++'s or CLIP's, see the class): negatives from :func:`dpcnn.training.mining.mine`
   (inference mode, no gradient), then one training-mode forward/backward on the 2A images and 2A
   texts: the ranking loss on the L2-normalised post-ReLU features of the first A (anchors,
   positives) against the second A (negative images, mined texts), plus the instance loss on all.
@@ -123,9 +124,38 @@ class InstanceStage(Stage):
 
 
 class RankingStage(Stage):
-    """Stage II: ranking loss with mined negative texts plus the instance loss."""
+    """Stage II: ranking loss with mined negative texts plus the instance loss.
+
+    ``objective`` (``train.stage2_objective``) chooses the cross-modal term: ``ranking`` (the
+    paper, on the anchors against their mined negatives), or ``vsepp`` / ``infonce`` on the A
+    anchor pairs of the batch (their in-batch negatives, pairs of one class excluded); the mined
+    texts and the negative images then serve the instance loss only. ``infonce`` adds one trained
+    variable, the log of the logit scale, saved with the stage's backups.
+    """
 
     number = 2
+
+    def __init__(self, model, loss_weights, objective: str = "ranking", temperature: float = 0.07, **kwargs):
+        super().__init__(model, loss_weights, **kwargs)
+        self.objective = objective
+        self.log_logit_scale = None
+        if objective == "infonce":
+            self.log_logit_scale = self.add_weight(
+                shape=(), name="log_logit_scale", dtype="float32",
+                initializer=keras.initializers.Constant(float(np.log(1.0 / temperature))))
+
+    @property
+    def objective_variables(self) -> list:
+        """Variables of the objective itself (trained with multiplier 1, no weight decay)."""
+        return [self.log_logit_scale] if self.log_logit_scale is not None else []
+
+    def cross_modal_loss(self, x, y, labels, a):
+        """The objective's term on ranking features x, y [2A, D] (anchors first) and labels [2A]."""
+        if self.objective == "vsepp":
+            return losses.vsepp_loss(x[:a], y[:a], self.margin, labels[:a])
+        if self.objective == "infonce":
+            return losses.infonce_loss(x[:a], y[:a], self.log_logit_scale, labels[:a])
+        return losses.ranking_loss(x[:a], y[:a], x[a:], y[a:], self.margin)
 
     def train_step(self, data):
         negative_tokens, negative_labels = mining.mine(
@@ -139,7 +169,7 @@ class RankingStage(Stage):
             image_emb, text_emb, values, loss = self.forward(images, tokens, image_labels, text_labels)
             x = self.dual_path.ranking_features(image_emb)
             y = self.dual_path.ranking_features(text_emb)
-            values["rank_loss"] = losses.ranking_loss(x[:a], y[:a], x[a:], y[a:], self.margin)
+            values["rank_loss"] = self.cross_modal_loss(x, y, image_labels, a)
             loss = loss + self.loss_weights[0] * values["rank_loss"]
             scaled = self.scaled(loss)
         return self.update(tape, scaled, loss, values)
@@ -165,10 +195,15 @@ def compile_stage(model, cfg, stage: int, steps_per_epoch: int) -> Stage:
     if stage == 1:
         task = InstanceStage(model, t.stage1_loss_weights, seed=t.seed)
     else:
-        task = RankingStage(model, t.stage2_loss_weights, seed=t.seed, margin=t.margin, mining_mode=t.negative_mining)
+        task = RankingStage(model, t.stage2_loss_weights, objective=t.stage2_objective,
+                            temperature=t.infonce_temperature, seed=t.seed, margin=t.margin,
+                            mining_mode=t.negative_mining)
     schedule = t.stage1_schedule if stage == 1 else t.stage2_schedule
-    task.compile(optimizer=make_optimizer(groups, t, schedule, steps_per_epoch), jit_compile=jit_compile(t.jit_compile))
-    task._untracked.train_variables = [g.variable for g in groups]
+    extra = task.objective_variables if stage == 2 else []
+    optimizer = make_optimizer(groups, t, schedule, steps_per_epoch)
+    optimizer.multipliers.update({v.path: (1.0, 0.0) for v in extra})
+    task.compile(optimizer=optimizer, jit_compile=jit_compile(t.jit_compile))
+    task._untracked.train_variables = [g.variable for g in groups] + extra
     task.optimizer.build(task.train_variables)
     log.info("stage %d: backbone %s; %d trained tensors (%d parameters)", stage, backbone, len(groups),
              sum(int(np.prod(g.variable.shape)) for g in groups))

@@ -151,11 +151,20 @@ def _stop_diverged(task, model, run: Run, stage: int, backup: Path, guard: callb
                         "check the data, then train again.")
 
 
+def stages_to_train(cfg: Config, stage: str) -> tuple[int, ...]:
+    """The stages ``--stage`` asks for: all → (1, 2), or (2,) under ``train.with_stage1=false``."""
+    if stage == "all":
+        return (1, 2) if cfg.train.with_stage1 else (2,)
+    if int(stage) == 1 and not cfg.train.with_stage1:
+        raise RunError("--stage 1 asks for stage I, which this config leaves out (train.with_stage1=false)")
+    return (int(stage),)
+
+
 def train(cfg: Config, run: str | Path, stage: str = "all", overwrite: bool = False, verbose: int = 1, data=None):
     """``dpcnn train``: prepare if needed, then train the requested stage(s) into ``run``; returns the DualPath."""
     from dpcnn.data.prepare import ensure_prepared
 
-    stages = (1, 2) if stage == "all" else (int(stage),)
+    stages = stages_to_train(cfg, stage)
     strategy = make_strategy(cfg.train)  # first: multi-worker collectives must be set up before other TF ops
     chief = is_chief(strategy)
     if data is None:  # before the run folder exists: missing data must not leave a half-made run
@@ -183,7 +192,9 @@ def _train_locked(cfg: Config, run: Run, data, stages: tuple[int, ...], verbose:
                 model.load_weights(str(run.weights_path(s)))
                 trained.add(s)
                 continue
-            if s == 2 and 1 not in trained:
+            if s == 2 and 1 not in trained and not cfg.train.with_stage1:
+                log.info("stage 2 starts from the initial weights (train.with_stage1=false: no stage I)")
+            elif s == 2 and 1 not in trained:
                 if not run.stage_done(1):
                     raise RunError(f"stage 2 starts from stage 1's weights, which {run.path} does not have: "
                                    "run --stage 1 (or --stage all) first")
