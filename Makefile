@@ -30,7 +30,7 @@ COLAB_PINS   := constraints/colab.txt
 # `?=` is expanded only where a Colab target uses it; grep -v drops free-threaded builds (3.13.0t/bin/).
 PYTHON_COLAB ?= $(or $(shell ls -d $(PYENV_ROOT)/versions/3.13*/bin/python3.13 2>/dev/null | grep -v 't/bin/' | sort -V | tail -n 1),$(shell pyenv which python3.13 2>/dev/null),$(shell command -v python3.13 2>/dev/null))
 
-.PHONY: setup dev demo test dev-colab test-colab wheel wheel-check data prepare train eval search export alt-text notebooks bench rehearse mutants lint clean
+.PHONY: setup dev demo test dev-colab test-colab wheel wheel-check data prepare train eval search export alt-text notebooks bench compare rehearse mutants lint clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -96,6 +96,9 @@ notebooks: dev                     ## execute the five notebooks (outputs are no
 
 bench: dev                         ## speed and memory ratios against same-run baselines
 	$(BIN)/python benchmarks/run_all.py
+
+compare: setup                     ## the paper's ablations and VSE++/InfoNCE, 3 seeds, demo + emoji -> docs/compare.md (60-90 min, not in CI)
+	$(BIN)/python tools/compare.py
 
 rehearse: setup                    ## a real-size run's path on generated data, each step measured -> /tmp/dpcnn-rehearsal/rehearsal.md
 	$(BIN)/python benchmarks/rehearse.py

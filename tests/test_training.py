@@ -84,6 +84,18 @@ def test_finished_or_foreign_run_folders_are_not_overwritten(tiny_run, tiny_cfg,
         train(apply_overrides(tiny_cfg, ["train.seed=9"]), tiny_run, data=tiny_data, verbose=0)
 
 
+def test_training_is_reproducible_run_to_run(tiny_run, data_root, tmp_path):
+    """The same config on the same machine gives the same weights, bit for bit, in a fresh process
+    (the demo's figures are reproducible; other machines or thread counts may differ: README)."""
+    run = tmp_path / "again"
+    subprocess.run([sys.executable, "-m", "dpcnn", "train", "--config", "tiny", "--run", str(run),
+                    "--set", f"data.root={data_root}"], check=True, capture_output=True, cwd=tmp_path)
+    first, second = h5_arrays(tiny_run / "stage2" / "model.weights.h5"), h5_arrays(run / "stage2" / "model.weights.h5")
+    assert first.keys() == second.keys() and len(first) > 20
+    for name, value in first.items():
+        np.testing.assert_array_equal(second[name], value, err_msg=name)
+
+
 def test_stage2_alone_needs_stage1(tmp_path, tiny_cfg, tiny_data):
     from dpcnn.training.trainer import train
 
