@@ -1,4 +1,4 @@
-"""The five notebooks and their set-up helper (CI runs them through ``make test``).
+"""The notebooks and their set-up helper (CI runs them through ``make test``).
 
 Fast checks: the notebooks are committed clean, their first code cell is the short
 ``dpcnn.notebook.setup`` cell, the Colab badge and the install URL agree with setup.cfg's url
@@ -19,6 +19,7 @@ from __future__ import annotations
 import configparser
 import importlib.util
 import io
+import json
 import os
 import re
 import sys
@@ -34,7 +35,7 @@ from helpers import ROOT
 from nbclient.exceptions import CellExecutionError
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
-NOTEBOOKS = ("01_data", "02_model", "03_stage1", "04_stage2", "05_evaluation_search")
+NOTEBOOKS = ("01_data", "02_model", "03_stage1", "04_stage2", "05_evaluation_search", "06_instance_loss")
 CELL_TIMEOUT_S = 600
 SETUP_CELL_MAX_LINES = 8
 
@@ -71,7 +72,7 @@ def first_code_cell(nb):
 # --------------------------------------------------------------------------------------------
 
 
-def test_the_five_notebooks_are_there():
+def test_the_notebooks_are_there():
     found = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
     assert found == sorted(NOTEBOOKS)
 
@@ -402,6 +403,16 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, kernel_path, monkeypatch):
                      "stage1/metrics.md", "stage1/examples.png"):
             assert (run / path).is_file(), f"{name}: the run folder has no {path}"
         assert any((run / "tb" / "stage1").iterdir())
+    elif name == "06_instance_loss":  # stage I in the shared run folder, then the comparison beside it
+        assert (run / "stage1" / "done.json").is_file() and not (run / "stage2").exists(), "06 trains stage I only there"
+        saved = (tmp_path / "runs" / "compare" / "results.json").read_text()
+        from dpcnn.compare import ORDER
+
+        assert {(r["dataset"], r["seed"], r["variant"]) for r in json.loads(saved)["results"]} == {
+            ("tiny", 0, v) for v in ORDER}
+        assert (tmp_path / "runs" / "compare" / "tiny-seed0.png").is_file()
+        assert "### tiny" in "\n".join(o.data.get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                                        for o in c.outputs if o.output_type == "display_data")
     else:
         assert not run.exists(), f"{name} should not train"
     if name in ("04_stage2", "05_evaluation_search"):
