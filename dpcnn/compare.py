@@ -42,6 +42,8 @@ VARIANTS = {
 STAGE1_ROW = "stage-I-only"
 """The shared stage I evaluated on its own (fewer steps than the other rows)."""
 ORDER = (*VARIANTS, STAGE1_ROW)
+TABLE_MARKER = "<!-- compare:table -->"
+"""docs/compare.md: :func:`write_report` replaces the text between two of these."""
 
 
 def variant_overrides(name: str, base) -> list[str]:
@@ -97,15 +99,16 @@ def train_variant(dataset: str, seed: int, name: str, out: Path, sets: Sequence[
     run = out / dataset / f"seed{seed}" / name
     shared = out / dataset / f"seed{seed}" / "paper"
     started = time.time()
+    copies_stage1 = name not in ("paper", "ranking-alone")
     if not (run / "stage2" / "done.json").is_file():
-        if run.exists():
-            shutil.rmtree(run)  # an interrupted variant trains again from its start
-        if name not in ("paper", "ranking-alone"):  # the paper run's stage I, copied
+        if copies_stage1 and run.exists():
+            shutil.rmtree(run)  # an interrupted copy starts again from the copied stage I
+        if copies_stage1:  # the paper run's stage I, copied
             run.mkdir(parents=True)
             cfg.save(run / "config.json")
             shutil.copytree(shared / "stage1", run / "stage1", ignore=shutil.ignore_patterns("backups", "results"))
         keras.backend.clear_session()
-        train(cfg, run, stage="2" if name not in ("paper", "ranking-alone") else "all", verbose=0)
+        train(cfg, run, stage="2" if copies_stage1 else "all", verbose=0)  # an interrupted run resumes
     results = [{"dataset": dataset, "seed": seed, "variant": name, **evaluate(run, 2),
                 "train_seconds": stage_seconds(run, 2) + (stage_seconds(run, 1) if name == "paper" else 0.0),
                 "steps": _steps(run, cfg)}]
@@ -212,7 +215,7 @@ def write_report(results: list[dict], meta: dict, report: Path, picture: Path) -
     summary = summarise(results)
     draw(summary, datasets, picture)
     table = markdown_tables(summary, datasets, meta)
-    marker = "<!-- compare:table -->"
+    marker = TABLE_MARKER
     text = report.read_text() if report.is_file() else f"# Compare\n\n{marker}\n{marker}\n"
     head, _, rest = text.partition(marker)
     _, _, tail = rest.partition(marker)
