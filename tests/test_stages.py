@@ -382,3 +382,14 @@ def test_instance_alone_ablation_is_stage_two_with_rank_weight_zero(objective_mo
     _, logs = one_step(model, cfg, 2, batch)
     assert logs["rank_loss"] > 0  # still measured
     assert logs["loss"] == pytest.approx(logs["image_loss"] + 0.1 * logs["text_loss"], rel=1e-5)
+
+
+def test_infonce_temperature_is_fixed_with_multiplier_zero(objective_model):
+    from dpcnn.training.stages import compile_stage
+
+    model, _ = objective_model
+    learned = compile_stage(model, tiny_cfg("train.stage2_objective=infonce"), 2, 1)
+    fixed = compile_stage(model, tiny_cfg("train.stage2_objective=infonce", "train.infonce_scale_multiplier=0"), 2, 1)
+    assert any(v is learned.log_logit_scale for v in learned.train_variables)
+    assert learned.optimizer.multipliers[learned.log_logit_scale.path] == (0.01, 0.0)
+    assert not any(v is fixed.log_logit_scale for v in fixed.train_variables)

@@ -146,7 +146,7 @@ class RankingStage(Stage):
 
     @property
     def objective_variables(self) -> list:
-        """Variables of the objective itself (trained with multiplier 1, no weight decay)."""
+        """Variables of the objective itself (multiplier ``train.infonce_scale_multiplier``, no weight decay)."""
         return [self.log_logit_scale] if self.log_logit_scale is not None else []
 
     def cross_modal_loss(self, x, y, labels, a):
@@ -199,9 +199,9 @@ def compile_stage(model, cfg, stage: int, steps_per_epoch: int) -> Stage:
                             temperature=t.infonce_temperature, seed=t.seed, margin=t.margin,
                             mining_mode=t.negative_mining)
     schedule = t.stage1_schedule if stage == 1 else t.stage2_schedule
-    extra = task.objective_variables if stage == 2 else []
+    extra = task.objective_variables if stage == 2 and t.infonce_scale_multiplier > 0 else []
     optimizer = make_optimizer(groups, t, schedule, steps_per_epoch)
-    optimizer.multipliers.update({v.path: (1.0, 0.0) for v in extra})
+    optimizer.multipliers.update({v.path: (t.infonce_scale_multiplier, 0.0) for v in extra})
     task.compile(optimizer=optimizer, jit_compile=jit_compile(t.jit_compile))
     task._untracked.train_variables = [g.variable for g in groups] + extra
     task.optimizer.build(task.train_variables)
