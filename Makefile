@@ -11,6 +11,7 @@ RUN     ?= runs/$(CONFIG)
 DATASET ?= coco
 ROOT    ?= data
 DELETE_ARCHIVES ?=
+FROM    ?=
 TEXT    ?= a red circle to the left of a blue square
 K       ?= 5
 SET     ?=
@@ -70,8 +71,8 @@ wheel: dev                         ## dist/: the sdist and the wheel (python -m 
 wheel-check: wheel                 ## install dist/'s wheel into a fresh venv (temp dir), run `dpcnn --version` and an import
 	$(BIN)/python tools/wheel_check.py --dist dist --python $(PYTHON)
 
-data: setup                        ## fetch a public dataset: make data DATASET=coco|flickr30k-splits|karpathy-splits|word2vec [DELETE_ARCHIVES=1]
-	$(DPCNN) download $(DATASET) --root $(ROOT) $(if $(filter 1,$(DELETE_ARCHIVES)),--delete-archives,)
+data: setup                        ## fetch a public dataset: make data DATASET=coco|flickr30k-splits|karpathy-splits|word2vec|emoji [DELETE_ARCHIVES=1] [FROM=openmoji-17.0.0.tgz]
+	$(DPCNN) download $(DATASET) --root $(ROOT) $(if $(filter 1,$(DELETE_ARCHIVES)),--delete-archives,) $(if $(strip $(FROM)),--from $(FROM),)
 
 prepare: setup                     ## validate data and build the caches: make prepare CONFIG=coco
 	$(DPCNN) prepare --config $(CONFIG) $(SET_ARGS)
@@ -91,7 +92,7 @@ export: setup                      ## make export RUN=runs/demo [OUT=exports/dem
 alt-text: setup                    ## make alt-text RUN=runs/demo IMAGES=my_photos/ : nearest existing captions -> $(RUN)/alt.csv
 	$(DPCNN) alt-text --run $(RUN) --images $(IMAGES) --out $(RUN)/alt.csv --html
 
-notebooks: dev                     ## execute the five notebooks (outputs are not written back)
+notebooks: dev                     ## execute the notebooks (outputs are not written back)
 	$(BIN)/python -m pytest -m notebooks tests/test_notebooks.py
 
 bench: dev                         ## speed and memory ratios against same-run baselines

@@ -17,7 +17,7 @@ import dpcnn
 
 log = logging.getLogger("dpcnn.cli")
 
-PRESETS_HELP = ("a preset (tiny, demo, demo-full, flickr30k, flickr30k-karpathy, coco, cuhk-pedes, "
+PRESETS_HELP = ("a preset (tiny, demo, demo-full, emoji, flickr30k, flickr30k-karpathy, coco, cuhk-pedes, "
                 "or a paper preset's tiny variant such as coco:tiny) or a config .json file")
 
 
@@ -112,6 +112,12 @@ def cmd_download(args) -> int:
     available = download.available()
     if args.name not in available:
         raise ConfigError(f"unknown download '{args.name}'. Available: {', '.join(sorted(available))}")
+    if args.source is not None:
+        if args.delete_archives:
+            raise ConfigError("--delete-archives has no effect with --from: nothing is downloaded")
+        for path in download.download_from(args.name, Path(args.source), Path(args.root)):
+            print(path)
+        return 0
     if download.is_manual(args.name):
         print(download.manual_instructions(args.name, root=args.root))
         return 0
@@ -137,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("download", help="fetch public data with checksums (or print the manual steps)")
-    p.add_argument("name", help="coco | karpathy-splits | flickr30k-splits | word2vec | flickr30k | cuhk-pedes")
+    p.add_argument("name", help="coco | karpathy-splits | flickr30k-splits | word2vec | emoji | flickr30k | cuhk-pedes")
     p.add_argument("--root", default="data")
+    p.add_argument("--from", dest="source", metavar="PATH",
+                   help="emoji only: make the data from a local OpenMoji copy instead of downloading it: the "
+                        "npm tarball (`npm pack openmoji@17.0.0` → openmoji-17.0.0.tgz) or its extracted folder")
     p.add_argument("--delete-archives", action="store_true",
                    help="delete each archive (zip, tar) once it is verified and extracted; a later run skips it "
                         "while the extracted files are there (COCO: 20.4 GB of zips not kept)")
@@ -163,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="write DIR/metrics.json and DIR/metrics.md (needs the split's images and captions)")
     p.add_argument("--run", required=True)
     p.add_argument("--split", default="test", choices=("test", "val"))
-    p.add_argument("--protocol", nargs="+", choices=("full", "1k", "5k", "reid"), default=None,
+    p.add_argument("--protocol", nargs="+", choices=("full", "1k", "5k", "reid", "class"), default=None,
                    help="default: the config's eval.protocols that the split can support")
     p.add_argument("--stage", type=int, choices=(1, 2), default=None, help="default: the last finished stage")
     p.set_defaults(func=cmd_eval)

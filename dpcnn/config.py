@@ -229,6 +229,10 @@ class TrainConfig:
     learned temperature). Only ``ranking`` is the paper (docs/fidelity.md, "Options, not the paper")."""
     infonce_temperature: float = 0.07
     """Initial temperature of ``stage2_objective=infonce`` (CLIP's), learned from there."""
+    infonce_scale_multiplier: float = 0.01
+    """LR multiplier of the learned log logit scale (0 = a fixed temperature). CLIP trains it with
+    Adam at 5e-4; with this SGD at the stage's global LR, multiplier 1 moved it by ~1 a step and
+    wrecked the stage-I features within an epoch (docs/fidelity.md)."""
     with_stage1: bool = True
     """false: no stage I; stage II starts from the initial weights (the paper's "ranking loss alone"
     ablation, with ``stage2_loss_weights=(2, 0, 0)``)."""
@@ -270,7 +274,8 @@ class EvalConfig:
     all_shifts: bool = True
     """Sum the text feature over every valid position shift (paper)."""
     protocols: tuple[str, ...] = ("full",)
-    """full | 1k | 5k (COCO) | reid (CUHK-PEDES: text→image by person ID)."""
+    """full | 1k | 5k (COCO) | reid (CUHK-PEDES: text→image by person ID) | class (emoji: both
+    directions by identity)."""
     ap_rule: str = "trapezoid"
     """reid mAP: trapezoid (the official compute_AP_rerank.m) | standard (mean precision at the hits)."""
 
@@ -496,7 +501,7 @@ def check_effective(cfg: Config, explicit: Iterable[str]) -> None:
             raise _no_effect(key, f"the pool is mined with train.negative_mining=hard, and it is {t.negative_mining}")
         if key in ("model.small_widths", "model.small_blocks") and cfg.model.image_backbone != "small":
             raise _no_effect(key, f"it sizes model.image_backbone=small, and it is {cfg.model.image_backbone}")
-        if key == "train.infonce_temperature" and t.stage2_objective != "infonce":
+        if key in ("train.infonce_temperature", "train.infonce_scale_multiplier") and t.stage2_objective != "infonce":
             raise _no_effect(key, f"it is the temperature of train.stage2_objective=infonce, and it is {t.stage2_objective}")
         if key == "train.stage2_objective" and t.stage2_loss_weights[0] == 0:
             raise _no_effect(key, "its weight, the first of train.stage2_loss_weights, is 0")
@@ -510,7 +515,7 @@ def check_effective(cfg: Config, explicit: Iterable[str]) -> None:
 
 BACKBONES = ("resnet50", "resnet101", "resnet152", "vgg16", "vgg19", "small")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
-PROTOCOLS = ("full", "1k", "5k", "reid")
+PROTOCOLS = ("full", "1k", "5k", "reid", "class")
 SWITCHES = ("auto", "true", "false")
 OBJECTIVES = ("ranking", "vsepp", "infonce")
 
@@ -569,6 +574,7 @@ def validate(cfg: Config) -> None:
     need(t.negative_pool >= 1, f"train.negative_pool must be ≥ 1, got {t.negative_pool}")
     need(t.margin >= 0, f"train.margin must be ≥ 0, got {t.margin}")
     need(t.infonce_temperature > 0, f"train.infonce_temperature must be > 0, got {t.infonce_temperature}")
+    need(t.infonce_scale_multiplier >= 0, f"train.infonce_scale_multiplier must be ≥ 0, got {t.infonce_scale_multiplier}")
     need(all(w >= 0 for w in t.stage2_loss_weights) and any(t.stage2_loss_weights),
          f"train.stage2_loss_weights must be ≥ 0 and not all 0, got {t.stage2_loss_weights}")
     need(t.backup_every >= 0 and t.backup_minutes >= 0 and (t.backup_every > 0 or t.backup_minutes > 0),

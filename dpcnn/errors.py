@@ -64,6 +64,10 @@ class UnsafeArchiveError(DownloadError, ValueError):
         self.archive, self.member, self.reason = archive, member, reason
 
 
+class MissingDependencyError(UserError, ImportError):
+    """A package that one feature needs is not installed; the message names the pip install."""
+
+
 class ManualDownloadRequired(UserError, RuntimeError):
     """The dataset cannot be fetched automatically; the message holds the manual steps."""
 

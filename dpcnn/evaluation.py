@@ -5,6 +5,9 @@
   the folds, Med r included (COCO 1K, the official ``evaluate1K.m``).
 - ``5k``: the first 5,000 images against all their captions in one pass (COCO 5K).
 - ``reid``: text→image with person-ID matching plus mAP (CUHK-PEDES; ``eval.ap_rule``).
+- ``class``: like ``full``, but an image and a caption match when their identities do, in both
+  directions (the emoji: an emoji's colour and black renderings share its captions, and ``full``
+  would count the other rendering's captions as wrong).
 
 Each protocol returns its ``metrics.json`` entry (DESIGN §1 schema). A protocol needs at least
 ``min_images`` images: a preset's default protocol that the split cannot support is skipped with
@@ -19,7 +22,8 @@ touches the test split; training's per-epoch measurement uses ``val``.
               "skipped": {protocol: why}, "folds": {"1k": [per-fold entries]}}}
 
 ``reid`` fills the same keys: num_images = gallery images, num_captions = query captions,
-``"i2t": null``, ``t2i`` adds ``"map"`` (%), rsum = t2i R@1 + R@5 + R@10.
+``"i2t": null``, ``t2i`` adds ``"map"`` (%), rsum = t2i R@1 + R@5 + R@10. ``class`` has the
+schema of ``full``.
 """
 
 from __future__ import annotations
@@ -67,6 +71,10 @@ def _reid(images, texts, split, ap_rule):
     return reid_entry(raw), None
 
 
+def _class(images, texts, split, ap_rule):
+    return metrics.class_metrics(images @ texts.T, split.identities, split.identities[split.caption_image]), None
+
+
 @dataclass(frozen=True)
 class Protocol:
     name: str
@@ -76,7 +84,8 @@ class Protocol:
 
 
 REGISTRY = {p.name: p for p in (Protocol("full", 1, _full), Protocol("1k", 1000, _folds(1000)),
-                                Protocol("5k", 5000, _folds(5000)), Protocol("reid", 1, _reid))}
+                                Protocol("5k", 5000, _folds(5000)), Protocol("reid", 1, _reid),
+                                Protocol("class", 1, _class))}
 assert tuple(REGISTRY) == PROTOCOLS
 
 
@@ -98,7 +107,7 @@ def plan(protocols: Sequence[str], num_images: int, explicit: bool, split: str =
                               "use --protocol full")
         else:
             skipped[name] = f"needs at least {need} {split} images, the split has {num_images}"
-    if "full" not in run and "reid" not in run:
+    if not {"full", "reid", "class"} & set(run):
         run.insert(0, "full")
     for name, why in skipped.items():
         log.info("protocol %s skipped: %s", name, why)
@@ -115,11 +124,20 @@ def compute(protocols: Sequence[str], images: np.ndarray, texts: np.ndarray, spl
     return entries, folds
 
 
+def validation_protocol(split, reid: bool = False) -> str:
+    """The protocol of the per-epoch validation: ``reid`` when asked, ``class`` when images share
+    an identity (the emoji's renderings), else ``full``."""
+    if reid:
+        return "reid"
+    return "class" if len(np.unique(split.identities)) < split.num_images else "full"
+
+
 def validation_metrics(embedder, split, reid: bool = False) -> dict[str, float]:
-    """Flat validation figures for the training history: val_{i2t,t2i}_r{1,5,10}, val_rsum."""
+    """Flat validation figures for the training history: val_{i2t,t2i}_r{1,5,10}, val_rsum
+    (protocol: :func:`validation_protocol`)."""
     images = embedder.encode_image_files(split.paths, split.sizes)
     texts = embedder.encode_tokens(split.tokens)
-    entry, _ = REGISTRY["reid" if reid else "full"].compute(images, texts, split, "trapezoid")
+    entry, _ = REGISTRY[validation_protocol(split, reid)].compute(images, texts, split, "trapezoid")
     out = {f"val_{d}_r{k}": entry[d][f"r{k}"] for d in ("i2t", "t2i") if entry[d] for k in (1, 5, 10)}
     out["val_rsum"] = entry["rsum"]
     return out

@@ -15,6 +15,8 @@ Definitions (all ranks are 1-based, all recalls and mAP are percentages):
   two differ by half the gap between them — half a rank when they are adjacent, e.g.
   ranks ``[1, 1, 2, 2]``: official Med r 2, ``np.median`` 1.5.
 * **mean r** = mean rank. **rsum** = the sum of the six recalls.
+* **by class** (:func:`class_metrics`: several images per class, the emoji's renderings): a query's
+  rank is that of its first item of the same class, in both directions.
 
 **Ties are broken pessimistically**: an item whose score equals the ground truth's counts as
 ranked above it. For i2t the rank is ``1 + #{captions of other images with score ≥ the best
@@ -40,6 +42,7 @@ import numpy as np
 __all__ = [
     "RANK_KEYS",
     "average_metrics",
+    "class_metrics",
     "fold_metrics",
     "median_rank",
     "ranks_i2t",
@@ -462,3 +465,62 @@ def reid_metrics(
     t2i = _summary(first)
     t2i["map"] = float(100.0 * ap.mean())
     return {"num_queries": int(n_queries), "num_gallery": int(n_gallery), "t2i": t2i}
+
+
+# --------------------------------------------------------------------------------------------
+# Several images per class (emoji renderings): both directions by class
+# --------------------------------------------------------------------------------------------
+
+
+def _first_hit_ranks(scores: np.ndarray, row_class: np.ndarray, col_class: np.ndarray, name: str,
+                     chunk_size: int | None) -> np.ndarray:
+    """Per row of ``scores`` [rows, cols], the 1-based rank of its best column of the same class:
+    1 + #{columns of another class scoring ≥ that best}, pessimistic ties (int[rows])."""
+    n_rows, n_cols = scores.shape
+    rows = _rows_per_chunk(chunk_size, n_cols, _CHUNK_ELEMENTS)
+    out = np.empty(n_rows, dtype=np.intp)
+    for start in range(0, n_rows, rows):
+        stop = min(start + rows, n_rows)
+        block = scores[start:stop]
+        _raise_if_nan(block, start, name)
+        same = col_class[None, :] == row_class[start:stop, None]
+        best = np.where(same, block, -np.inf).max(axis=1)
+        out[start:stop] = 1 + np.count_nonzero((block >= best[:, None]) & ~same, axis=1)
+    return out
+
+
+def class_metrics(
+    sims: np.ndarray, image_class: np.ndarray, caption_class: np.ndarray, *, chunk_size: int | None = None
+) -> dict:
+    """Image↔text retrieval where a class has several images (the ``class`` protocol).
+
+    sims: float[n_images, n_captions]; image_class: [n_images], caption_class: [n_captions] —
+    any comparable labels. A caption is correct for an image, and an image for a caption, when
+    their classes are equal: i2t rank = 1 + #{captions of other classes scoring ≥ the image's
+    best caption of its class}, t2i rank likewise over images. Ties are pessimistic, as in
+    :func:`retrieval_metrics`, whose schema this returns; with one image per class (every
+    caption's class its image's) the two functions agree. Every image needs a caption of its
+    class and every caption an image of its class (ValueError otherwise).
+    chunk_size: rows per chunk in each direction (``None``: automatic).
+    """
+    sims = _check_scores(sims, "sims", "n_images", "n_captions")
+    n_images, n_captions = sims.shape
+    img, cap = np.asarray(image_class), np.asarray(caption_class)
+    for name, ids, n, axis in (("image_class", img, n_images, "rows"), ("caption_class", cap, n_captions, "columns")):
+        if ids.ndim != 1 or ids.shape[0] != n:
+            raise ValueError(f"shapes disagree: {name} has shape {ids.shape} but sims has {n} {axis} "
+                             f"(sims is [n_images, n_captions] = {sims.shape})")
+    for name, ids, other, what in (("image", img, cap, "caption"), ("caption", cap, img, "image")):
+        orphan = np.flatnonzero(~np.isin(ids, other))
+        if orphan.size:
+            raise ValueError(f"{name}(s) {_preview(orphan)} have no {what} of their class (e.g. {name} "
+                             f"{int(orphan[0])} has class {ids[orphan[0]]!r}), so their rank is undefined")
+    i2t = _summary(_first_hit_ranks(sims, img, cap, "sims", chunk_size))
+    t2i = _summary(_first_hit_ranks(sims.T, cap, img, "sims.T", chunk_size))
+    return {
+        "num_images": int(n_images),
+        "num_captions": int(n_captions),
+        "i2t": i2t,
+        "t2i": t2i,
+        "rsum": float(sum(d[k] for d in (i2t, t2i) for k in ("r1", "r5", "r10"))),
+    }

@@ -464,6 +464,6 @@ def test_manual_items_explain_the_steps_and_unknown_names_list_the_valid_ones(tm
     # the datasets behind a form are not download items, but `dpcnn download` takes their names
     assert set(dl.available()) == set(dl.REGISTRY) | {"flickr30k", "cuhk-pedes"}
     assert not {"flickr30k", "cuhk-pedes"} & set(dl.REGISTRY)
-    with pytest.raises(dl.UnknownItemError, match="choose one of: coco, cuhk-pedes, flickr30k") as info:
+    with pytest.raises(dl.UnknownItemError, match="choose one of: coco, cuhk-pedes, emoji, flickr30k") as info:
         dl.download("imagenet", root)
     assert isinstance(info.value, UserError)

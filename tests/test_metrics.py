@@ -13,6 +13,7 @@ import pytest
 
 from dpcnn.metrics import (
     average_metrics,
+    class_metrics,
     fold_metrics,
     median_rank,
     ranks_i2t,
@@ -581,3 +582,52 @@ def test_nan_is_reported_with_its_position():
 def test_bad_chunk_size(chunk_size):
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         retrieval_metrics(SIMS_3x6, C2I_3x6, chunk_size=chunk_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# class_metrics: several images per class (the emoji's renderings), both directions by class
+# ---------------------------------------------------------------------------------------------
+
+# images 0, 1 of class "a" (two renderings), image 2 of class "b"; captions 0, 2 of "a", 1, 3 of "b"
+CLASS_SIMS = np.array([
+    [0.9, 0.8, 0.1, 0.3],   # image 0 (a)
+    [0.2, 0.7, 0.6, 0.6],   # image 1 (a)
+    [0.5, 0.4, 0.9, 0.4],   # image 2 (b)
+])
+IMAGE_CLASS = np.array(["a", "a", "b"])
+CAPTION_CLASS = np.array(["a", "b", "a", "b"])
+
+
+def test_class_metrics_on_a_hand_worked_3x4_case():
+    # i2t: image 0's best "a" caption 0.9, no "b" caption ≥ 0.9 → rank 1;
+    #      image 1's best "a" caption 0.6 (caption 2); "b" captions 0.7 ≥ and 0.6 ≥ (a tie, counted) → 3;
+    #      image 2's best "b" caption 0.4; "a" captions 0.5 and 0.9 ≥ 0.4 → 3.   ranks [1, 3, 3]
+    # t2i: caption 0 ("a"): best "a" image 0.9; image 2 0.5 < 0.9 → 1;
+    #      caption 1 ("b"): image 2 0.4; images 0 (0.8), 1 (0.7) ≥ → 3;
+    #      caption 2 ("a"): best 0.6 (image 1); image 2 0.9 ≥ → 2;
+    #      caption 3 ("b"): image 2 0.4; image 0 0.3 <, image 1 0.6 ≥ → 2.   ranks [1, 3, 2, 2]
+    expected = {
+        "num_images": 3, "num_captions": 4,
+        "i2t": {"r1": 100 / 3, "r5": 100.0, "r10": 100.0, "medr": 3.0, "meanr": 7 / 3},  # sorted [1,3,3][1]
+        "t2i": {"r1": 25.0, "r5": 100.0, "r10": 100.0, "medr": 2.0, "meanr": 2.0},       # sorted [1,2,2,3][2]
+        "rsum": 100 / 3 + 200 + 25 + 200,
+    }
+    for chunk in (None, 1, 2):
+        assert class_metrics(CLASS_SIMS, IMAGE_CLASS, CAPTION_CLASS, chunk_size=chunk) == close(expected)
+
+
+def test_class_metrics_is_retrieval_metrics_when_every_class_has_one_image():
+    rng = np.random.default_rng(3)
+    sims = rng.normal(size=(6, 14))
+    sims[2, 5] = sims[2, 4]  # a tie, pessimistic in both
+    c2i = np.r_[np.arange(6), rng.integers(0, 6, 8)]
+    assert class_metrics(sims, np.arange(6), c2i) == retrieval_metrics(sims, c2i)
+
+
+def test_class_metrics_rejects_a_class_without_a_match():
+    with pytest.raises(ValueError, match=r"image\(s\) 2 have no caption of their class"):
+        class_metrics(CLASS_SIMS, IMAGE_CLASS, np.array(["a", "a", "a", "a"]))
+    with pytest.raises(ValueError, match=r"caption\(s\) 1, 3 have no image of their class"):
+        class_metrics(CLASS_SIMS[:2], IMAGE_CLASS[:2], CAPTION_CLASS)
+    with pytest.raises(ValueError, match="shapes disagree"):
+        class_metrics(CLASS_SIMS, IMAGE_CLASS[:2], CAPTION_CLASS)

@@ -537,6 +537,10 @@ def layouts(root: Path) -> dict[str, DataConfig]:
     write_json(own / "train.json", coco_numbered(8))
     write_json(own / "test.json", coco_numbered(2, start=20))
     (own / "train.csv").write_text("image,caption\n" + "".join(f"img{k}.jpg,caption {k} {s}\n" for k in range(1, 9) for s in "ab"))
+    write_json(root / "emoji" / "emoji.json", {"emoji": [
+        {"hexcode": "1F600", "annotation": "grinning face", "tags": "face, grin", "openmoji_tags": "",
+         "images": [{"style": style, "file": f"images/{style}/1F600.png", "sha256": style * 8}
+                    for style in ("color", "black")]}]})
     return {
         "coco": DataConfig(dataset="coco", root=str(root)),
         "coco-format": DataConfig(dataset="coco-format", annotations=str(own / "train.json"), images=str(own),
@@ -546,6 +550,7 @@ def layouts(root: Path) -> dict[str, DataConfig]:
         "cuhk-pedes": DataConfig(dataset="cuhk-pedes", root=str(root)),
         "synthetic": DataConfig(dataset="synthetic", images=str(root / "synthetic")),
         "csv": DataConfig(dataset="csv", annotations=str(own / "train.csv"), images=str(own), holdout_images=1),
+        "emoji": DataConfig(dataset="emoji", root=str(root)),
     }
 
 
@@ -559,11 +564,11 @@ def test_every_dataset_is_registered_with_downloads_that_exist(tmp_path):
         assert all(row.dataset == name for row in spec.paper_results)
     behind_a_form = {name for name, spec in REGISTRY.items() if spec.manual_steps}
     assert behind_a_form == {name for name in download.available() if download.is_manual(name)}
-    with pytest.raises(ConfigError, match="one of synthetic, coco, coco-format, csv, flickr30k, cuhk-pedes; got 'imagenet'"):
+    with pytest.raises(ConfigError, match="one of synthetic, coco, coco-format, csv, flickr30k, cuhk-pedes, emoji; got 'imagenet'"):
         get("imagenet")
 
 
-LAYOUTS = ["coco", "coco-format", "flickr30k", "flickr30k-karpathy", "cuhk-pedes", "synthetic", "csv"]
+LAYOUTS = ["coco", "coco-format", "flickr30k", "flickr30k-karpathy", "cuhk-pedes", "synthetic", "csv", "emoji"]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

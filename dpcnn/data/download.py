@@ -1,9 +1,11 @@
 """Fetch the public datasets: checksum-verified, resumable downloads and traversal-safe extraction.
 
 ``dpcnn download NAME --root data`` calls :func:`download` (files land as in ``.brief/LAYOUT.md``:
-``coco/``, ``karpathy/``, ``flickr8k/``, ``word2vec/``); for Flickr30k and CUHK-PEDES, which sit
-behind request forms, it prints :func:`manual_instructions` (the steps live in their dataset specs,
-``dpcnn.data.datasets``).
+``coco/``, ``karpathy/``, ``flickr8k/``, ``word2vec/``, ``emoji/``); for Flickr30k and CUHK-PEDES,
+which sit behind request forms, it prints :func:`manual_instructions` (the steps live in their
+dataset specs, ``dpcnn.data.datasets``). An item with a :class:`LocalCopy` (``emoji``) can also be
+made from a local copy of its source, ``dpcnn download emoji --from PATH`` (:func:`download_from`),
+and a failed download of it says so.
 
 HTTP (connections, redirects, retries with back-off) is ``requests``. The one hand-written part
 is the resume helper :func:`_fetch_part`: bytes go to ``<file>.part``, ``<file>.part.json`` holds
@@ -28,7 +30,7 @@ import re
 import stat
 import tarfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -41,8 +43,10 @@ from tqdm import tqdm
 from urllib3.util import Retry
 
 from dpcnn import __version__
+from dpcnn.data.emoji_source import NPM_PACK, OPENMOJI_VERSION, RELEASE
 from dpcnn.errors import (  # noqa: F401  (ChecksumError … are raised here; their home is dpcnn.errors)
     ChecksumError,
+    ConfigError,
     DataError,
     DownloadError,
     ManualDownloadRequired,
@@ -86,12 +90,26 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class LocalCopy:
+    """How an item is made from a local copy of its source (``dpcnn download NAME --from PATH``).
+
+    make(source, root, progress): write the item's files under ``root``; returns its ``expect`` paths.
+    hint: the sentence a failed download adds (the ``--from`` command to use instead).
+    """
+
+    make: Callable[[Path, Path, bool], list[Path]]
+    hint: str
+
+
+@dataclass(frozen=True)
 class Item:
-    """A downloadable dataset: its files. (Data behind a request form has no item: its dataset
-    spec in ``dpcnn.data.datasets`` holds the manual steps.)"""
+    """A downloadable dataset: its files, and how to make them from a local copy where that is
+    possible. (Data behind a request form has no item: its dataset spec in
+    ``dpcnn.data.datasets`` holds the manual steps.)"""
 
     description: str
     files: tuple[RemoteFile, ...] = ()
+    local: LocalCopy | None = None
 
 
 def _coco(path: str, sha256: str, size: int, expect: tuple[str, ...]) -> RemoteFile:
@@ -100,8 +118,19 @@ def _coco(path: str, sha256: str, size: int, expect: tuple[str, ...]) -> RemoteF
     return RemoteFile(path.rpartition("/")[2], (src,), "coco", expect, extract=True)
 
 
-# Checksums and sizes below are copied from public sources, never computed here; each comment
-# names the repository and file. A value that could not be found is None (a file without any
+def _emoji_from_copy(source: Path, root: Path, progress: bool) -> list[Path]:
+    """``dpcnn download emoji --from``: render a local OpenMoji copy into ``root/emoji``."""
+    from dpcnn.data.emoji_source import convert
+
+    return [convert(source, root, progress=progress).table]
+
+
+EMOJI_FROM = (f"Until that release is published, make the data from the OpenMoji npm package: `dpcnn download "
+              f"emoji --from openmoji-{OPENMOJI_VERSION}.tgz` (the file `{NPM_PACK}` makes) or "
+              "`--from <its extracted folder>`.")
+
+# Checksums and sizes below are copied from public sources, never computed here (except for this
+# project's own release archive, "emoji"); each comment names the repository and file. A value that could not be found is None (a file without any
 # checksum is "unverified": size-checked when known, and its computed sha256 is logged).
 REGISTRY: Mapping[str, Item] = MappingProxyType({
     "coco": Item(
@@ -140,6 +169,21 @@ REGISTRY: Mapping[str, Item] = MappingProxyType({
                 subdir="flickr8k", extract=True, exclude=("__MACOSX/",),
                 expect=("flickr8k/Flickr_8k.testImages.txt", "flickr8k/Flickr_8k.devImages.txt")),
         ),
+    ),
+    "emoji": Item(
+        description=(f"OpenMoji {OPENMOJI_VERSION} emoji rendered at 72 px with their annotations and tags "
+                     "(CC BY-SA 4.0, 6.4 MB) -> emoji/; or --from a local OpenMoji npm package"),
+        files=(
+            # This project's release asset (setup.cfg's repository, release tag RELEASE), built by
+            # tools/make_emoji_release.py from openmoji-17.0.0.tgz, which prints this sha256 and size.
+            # The repository is not public yet (tools/notebook_links.py PUBLISHED), so this URL
+            # fails until the release is published: EMOJI_FROM is the way meanwhile.
+            RemoteFile(f"{RELEASE}.tar.gz", (Source(
+                f"https://github.com/dpcnn/dpcnn/releases/download/{RELEASE}/{RELEASE}.tar.gz",
+                sha256="2bf366a3a1fb6e823bef22e33dac5122c6772118a35efb75dc2cb005410bfb80", size=6364697),),
+                subdir="emoji", extract=True, expect=("emoji/emoji.json",)),
+        ),
+        local=LocalCopy(_emoji_from_copy, EMOJI_FROM),
     ),
     "word2vec": Item(
         description="GoogleNews word2vec, 3M words x 300-d (GoogleNews-vectors-negative300.bin.gz, ~1.6 GB) -> word2vec/",
@@ -528,9 +572,34 @@ def download(name: str, root: str | Path, progress: bool = True, *, retries: int
     outputs: list[Path] = []
     deleted = 0
     for rf in item.files:
-        paths, size = _fetch_remote_file(rf, root, progress, retries, delete_archives)
+        try:
+            paths, size = _fetch_remote_file(rf, root, progress, retries, delete_archives)
+        except DownloadError as err:
+            if item.local is not None:  # the same error, with the way around it
+                err.args = (f"{err} {item.local.hint}",)
+            raise
         outputs += paths
         deleted += size
     note = f"; deleted {deleted} bytes of archives ({deleted / 1e9:.1f} GB)" if delete_archives else ""
     log.info("%s is ready under %s%s", name, root, note)
     return outputs
+
+
+def accepts_local_copy(name: str) -> bool:
+    """True for the items that ``download_from`` can make from a local copy."""
+    return name in REGISTRY and REGISTRY[name].local is not None
+
+
+def download_from(name: str, source: str | Path, root: str | Path, progress: bool = True) -> list[Path]:
+    """Make item ``name`` under ``root`` from the local copy ``source`` (``dpcnn download NAME
+    --from SOURCE``) instead of downloading it; returns its ``expect`` paths. ConfigError for an
+    item that has no such route."""
+    if not accepts_local_copy(name):
+        if name not in available():
+            _lookup(name)
+        local = sorted(n for n in REGISTRY if accepts_local_copy(n))
+        raise ConfigError(f"dpcnn download {name} takes no --from: only {', '.join(local)} can be made from a "
+                          "local copy")
+    paths = REGISTRY[name].local.make(Path(source), Path(root), progress)
+    log.info("%s is ready under %s (made from %s)", name, root, source)
+    return paths

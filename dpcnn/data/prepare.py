@@ -180,8 +180,11 @@ def load_prepared(directory: str | Path, max_len: int) -> PreparedData:
 def prepare_key(cfg: Config) -> dict[str, Any]:
     """The config values that determine the prepared data, as JSON values."""
     key: dict[str, Any] = {k: getattr(cfg.data, k) for k in _PREPARE_KEYS}
-    if get(cfg.data.dataset).generate is not None:
+    spec = get(cfg.data.dataset)
+    if spec.generate is not None:
         key["synthetic"] = dataclasses.asdict(cfg.synthetic)
+    elif spec.word_vectors == "trained" and not cfg.data.word_vectors:  # trained at prepare (emoji)
+        key["trained_vectors"] = {"word_dim": cfg.synthetic.word_dim, "seed": cfg.synthetic.seed}
     return json.loads(json.dumps(key))
 
 

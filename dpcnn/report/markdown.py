@@ -143,6 +143,8 @@ def _no_paper_row(cfg: Config, protocol: str, split: str) -> str:
         return f"No paper row: the paper's numbers are on the test split, this is `{split}`."
     if cfg.data.dataset == "synthetic":
         return "No paper row: the synthetic shapes dataset is this project's own demo; the paper has no numbers for it."
+    if cfg.data.dataset == "emoji":
+        return "No paper row: the emoji (OpenMoji) are this project's own small real dataset, not one of the paper's."
     if cfg.data.dataset == "coco-format":
         return "No paper row: this is your own COCO-format data."
     if cfg.data.dataset == "coco":

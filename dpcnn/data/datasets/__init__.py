@@ -51,7 +51,7 @@ class DatasetSpec:
         counted in ``exclusions``.
     sources(data): {role: path} of the files and folders ``read`` uses (for the data report);
         nothing is checked for existence.
-    by_identity: instance classes are person IDs (CUHK-PEDES), not images.
+    by_identity: instance classes are identities (CUHK-PEDES person IDs, emoji), not images.
     protocols: the default evaluation protocols.
     downloads: names in ``dpcnn.data.download.REGISTRY`` that fetch its files.
     manual_steps: for data behind a request form, the steps (``{root}`` = the data root).
@@ -77,7 +77,7 @@ class DatasetSpec:
         return self.manual_steps.format(root=Path(root).as_posix())
 
 
-_MODULES = ("synthetic", "mscoco", "coco_format", "csv_captions", "flickr30k", "cuhk_pedes")
+_MODULES = ("synthetic", "mscoco", "coco_format", "csv_captions", "flickr30k", "cuhk_pedes", "emoji")
 """The spec modules of this package, each defining ``SPEC``."""
 
 
