@@ -54,6 +54,6 @@ def evaluate_run(run_path: str | Path, split: str = "test", protocols: Sequence[
         written.append(figures.plot_history(run))
     else:
         log.warning("%s has no %s: no training curves drawn", run.path, run.history_path.name)
-    written.append(figures.plot_examples(run, stage, split, arrays, images, texts))
+    written.append(figures.plot_examples(run, stage, split, arrays, images, texts, by_identity="class" in names))
     table = run.metrics_path(stage, split, ".md").read_text()
     return table + "\nwrote:\n" + "\n".join(f"  {p}" for p in written)

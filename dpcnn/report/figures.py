@@ -177,12 +177,15 @@ def frame(ax, color: str) -> None:
 
 
 def plot_examples(run, stage: int, split: str, arrays, image_feats: np.ndarray, text_feats: np.ndarray, *,
-                  out: Path | None = None, n_success: int = 4, n_failure: int = 2, k: int = 5) -> Path:
+                  out: Path | None = None, n_success: int = 4, n_failure: int = 2, k: int = 5,
+                  by_identity: bool = False) -> Path:
     """A grid of text queries of ``split`` with their top-k images (ground truth framed green,
     others red, cosine scores as titles): ``n_success`` queries whose own image is rank 1 and
     ``n_failure`` where it is not (:func:`choose_examples`). Default file: the stage's examples.png.
 
     arrays: the split's SplitArrays; image_feats float [N, D], text_feats float [M, D].
+    by_identity: frame green every image of the caption's identity (the ``class`` protocol: an
+    emoji's other rendering is a hit too), not only its own image.
     """
     out = Path(out) if out is not None else run.examples_path(stage, split)
     ranks = caption_ranks(image_feats, text_feats, arrays.caption_image)
@@ -190,10 +193,11 @@ def plot_examples(run, stage: int, split: str, arrays, image_feats: np.ndarray, 
     if not chosen:
         raise ValueError(f"the {split} split has no captions to show")
     k = min(k, arrays.num_images)
+    truth_label = "images of the caption's class" if by_identity else "true image"
     fig = new_figure(2.0 * k + 0.5, 0.5 + 2.6 * len(chosen))
     parts = fig.subfigures(len(chosen) + 1, 1, squeeze=False, height_ratios=[0.5] + [2.6] * len(chosen))[:, 0]
     parts[0].suptitle(f"{run.path.name}, stage {stage}, {split} split: text → image, top {k} "
-                      "(true image framed green, others red; titles: cosine score)", fontsize=11)
+                      f"({truth_label} framed green, others red; titles: cosine score)", fontsize=11)
     for row, c in zip(parts[1:], chosen):
         scores = image_feats @ text_feats[c]
         top = np.argsort(-scores, kind="stable")[:k]
@@ -205,7 +209,8 @@ def plot_examples(run, stage: int, split: str, arrays, image_feats: np.ndarray, 
         for ax, i in zip(axes, top):
             ax.imshow(load_thumbnail(str(arrays.paths[i])))
             ax.set_title(f"{scores[i]:.3f}", fontsize=9)
-            frame(ax, "green" if i == truth else "red")
+            hit = arrays.identities[i] == arrays.identities[truth] if by_identity else i == truth
+            frame(ax, "green" if hit else "red")
     return save_png(fig, out)
 
 
