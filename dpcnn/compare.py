@@ -30,6 +30,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from dpcnn.utils import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 VARIANTS = {
@@ -158,6 +160,14 @@ def _cell(stat, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 and std > 0 else f"{mean:.{digits}f}"
 
 
+def _rows(summary: dict, dataset: str):
+    """((dataset, variant), {"train_seconds": total over the seeds}) of the trained variants (not the shared stage-I row)."""
+    for (d, v), stats in summary.items():
+        if d == dataset and v != STAGE1_ROW and "train_seconds" in stats:
+            mean, _, n = stats["train_seconds"]
+            yield (d, v), {"train_seconds": mean * n}
+
+
 def markdown_tables(summary: dict, datasets: list[str], meta: dict) -> str:
     lines = []
     for dataset in datasets:
@@ -166,9 +176,10 @@ def markdown_tables(summary: dict, datasets: list[str], meta: dict) -> str:
             continue
         m = meta.get(dataset, {})
         lines += [f"### {dataset}", ""]
+        training = sum(r["train_seconds"] for (d, v), r in _rows(summary, dataset)) / 60
         if m:
             lines += [f"Measured {m['date']} with `{m['command']}` (git {m['git']}; {m['machine']}; TensorFlow "
-                      f"{m['tensorflow']}, Keras {m['keras']}); the command took {m['minutes']:.0f} min.", ""]
+                      f"{m['tensorflow']}, Keras {m['keras']}); the runs trained for {training:.0f} min in all.", ""]
         lines += [
                   "| variant | what trains | rsum | R@1 image→text | R@1 text→image | steps | train s | seeds |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -239,8 +250,10 @@ def run_compare(datasets: Sequence[str], seeds: Sequence[int], variants: Sequenc
     for k, (dataset, seed, name) in enumerate(jobs):
         entries = train_variant(dataset, seed, name, out, sets)
         done = {(e["dataset"], e["seed"], e["variant"]) for e in entries}
+        if store.is_file():  # another compare may have written its results meanwhile
+            saved = json.loads(store.read_text())
         saved["results"] = [r for r in saved["results"] if (r["dataset"], r["seed"], r["variant"]) not in done] + entries
         out.mkdir(parents=True, exist_ok=True)
-        store.write_text(json.dumps(saved, indent=1))
+        atomic_write_text(store, json.dumps(saved, indent=1))
         log.info("compare: job %d/%d done, %.1f min so far", k + 1, len(jobs), (time.time() - start) / 60)
     return saved["results"]
