@@ -502,7 +502,7 @@ def check_effective(cfg: Config, explicit: Iterable[str]) -> None:
         if key in ("model.small_widths", "model.small_blocks") and cfg.model.image_backbone != "small":
             raise _no_effect(key, f"it sizes model.image_backbone=small, and it is {cfg.model.image_backbone}")
         if key in ("train.infonce_temperature", "train.infonce_scale_multiplier") and t.stage2_objective != "infonce":
-            raise _no_effect(key, f"it is the temperature of train.stage2_objective=infonce, and it is {t.stage2_objective}")
+            raise _no_effect(key, f"it belongs to train.stage2_objective=infonce, and it is {t.stage2_objective}")
         if key == "train.stage2_objective" and t.stage2_loss_weights[0] == 0:
             raise _no_effect(key, "its weight, the first of train.stage2_loss_weights, is 0")
         if key == "eval.ap_rule" and "reid" not in cfg.eval.protocols:
