@@ -160,14 +160,6 @@ def _cell(stat, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 and std > 0 else f"{mean:.{digits}f}"
 
 
-def _rows(summary: dict, dataset: str):
-    """((dataset, variant), {"train_seconds": total over the seeds}) of the trained variants (not the shared stage-I row)."""
-    for (d, v), stats in summary.items():
-        if d == dataset and v != STAGE1_ROW and "train_seconds" in stats:
-            mean, _, n = stats["train_seconds"]
-            yield (d, v), {"train_seconds": mean * n}
-
-
 def markdown_tables(summary: dict, datasets: list[str], meta: dict) -> str:
     lines = []
     for dataset in datasets:
@@ -176,7 +168,8 @@ def markdown_tables(summary: dict, datasets: list[str], meta: dict) -> str:
             continue
         m = meta.get(dataset, {})
         lines += [f"### {dataset}", ""]
-        training = sum(r["train_seconds"] for (d, v), r in _rows(summary, dataset)) / 60
+        training = sum(st["train_seconds"][0] * st["train_seconds"][2] for v, st in rows
+                       if v != STAGE1_ROW and "train_seconds" in st) / 60  # the shared stage I is in `paper`
         if m:
             lines += [f"Measured {m['date']} with `{m['command']}` (git {m['git']}; {m['machine']}; TensorFlow "
                       f"{m['tensorflow']}, Keras {m['keras']}); the runs trained for {training:.0f} min in all.", ""]

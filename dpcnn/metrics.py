@@ -164,6 +164,15 @@ def _check_caption_to_image(
     return c2i, counts
 
 
+def _check_label_shapes(sims: np.ndarray, sims_name: str, layout: str, rows: tuple, columns: tuple) -> None:
+    """ValueError unless the labels ``rows`` = (name, ids) and ``columns`` are 1-D with one entry per
+    row / column of ``sims`` (whose axes ``layout`` names)."""
+    for (name, ids), n, axis in ((rows, sims.shape[0], "rows"), (columns, sims.shape[1], "columns")):
+        if ids.ndim != 1 or ids.shape[0] != n:
+            raise ValueError(f"shapes disagree: {name} has shape {ids.shape} but {sims_name} has {n} {axis} "
+                             f"({sims_name} is [{layout}] = {sims.shape})")
+
+
 def _raise_if_nan(block: np.ndarray, row_offset: int, name: str) -> None:
     """Raise naming the first NaN of ``block`` (rows ``row_offset:`` of ``name``)."""
     if np.issubdtype(block.dtype, np.floating) and np.isnan(block.min()):  # min propagates NaN
@@ -427,13 +436,7 @@ def reid_metrics(
         raise ValueError(f"ap_rule must be 'standard' or 'trapezoid', got {ap_rule!r}")
     qid = np.asarray(query_identity)
     gid = np.asarray(gallery_identity)
-    for name, ids, n, axis in (("query_identity", qid, n_queries, "rows"),
-                               ("gallery_identity", gid, n_gallery, "columns")):
-        if ids.ndim != 1 or ids.shape[0] != n:
-            raise ValueError(
-                f"shapes disagree: {name} has shape {ids.shape} but sims_t2i has {n} {axis} "
-                f"(sims_t2i is [n_queries, n_gallery] = {sims.shape})"
-            )
+    _check_label_shapes(sims, "sims_t2i", "n_queries, n_gallery", ("query_identity", qid), ("gallery_identity", gid))
     orphan = np.flatnonzero(~np.isin(qid, gid))
     if orphan.size:
         raise ValueError(
@@ -506,10 +509,7 @@ def class_metrics(
     sims = _check_scores(sims, "sims", "n_images", "n_captions")
     n_images, n_captions = sims.shape
     img, cap = np.asarray(image_class), np.asarray(caption_class)
-    for name, ids, n, axis in (("image_class", img, n_images, "rows"), ("caption_class", cap, n_captions, "columns")):
-        if ids.ndim != 1 or ids.shape[0] != n:
-            raise ValueError(f"shapes disagree: {name} has shape {ids.shape} but sims has {n} {axis} "
-                             f"(sims is [n_images, n_captions] = {sims.shape})")
+    _check_label_shapes(sims, "sims", "n_images, n_captions", ("image_class", img), ("caption_class", cap))
     for name, ids, other, what in (("image", img, cap, "caption"), ("caption", cap, img, "image")):
         orphan = np.flatnonzero(~np.isin(ids, other))
         if orphan.size:

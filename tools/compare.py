@@ -20,7 +20,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,7 @@ BUDGETS = {"emoji": ["train.stage1_schedule=8:1.0", "train.stage2_schedule=15:1.
 schedule takes ~8 min a run here, 100 min for the five variants × three seeds)."""
 
 
-def _meta(argv: list[str], minutes: float) -> dict:
+def _meta(argv: list[str]) -> dict:
     import keras
     import tensorflow as tf
 
@@ -46,7 +45,7 @@ def _meta(argv: list[str], minutes: float) -> dict:
         git = "unknown"
     return {"date": datetime.date.today().isoformat(), "command": " ".join(["python tools/compare.py", *argv]),
             "git": git, "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU",
-            "tensorflow": tf.__version__, "keras": keras.__version__, "minutes": minutes}
+            "tensorflow": tf.__version__, "keras": keras.__version__}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
     store = args.out / "results.json"
     if not args.report_only:
-        start = time.time()
         for dataset in args.datasets:
             run_compare([dataset], args.seeds, args.variants, args.out, args.set or BUDGETS.get(dataset, []))
         saved = json.loads(store.read_text())
         for dataset in args.datasets:
-            saved["meta"][dataset] = _meta(argv, (time.time() - start) / 60)
+            saved["meta"][dataset] = _meta(argv)
         store.write_text(json.dumps(saved, indent=1))
     if not store.is_file():
         log.error("no results in %s: run without --report-only first", store)
